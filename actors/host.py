@@ -1,0 +1,71 @@
+"""Sessions host: the FastAPI app that hosts the UserSession and Presence actor types."""
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import httpx
+from dapr.actor.runtime.config import ActorRuntimeConfig
+from dapr.actor.runtime.runtime import ActorRuntime
+from dapr.ext.fastapi import DaprActor
+from fastapi import FastAPI, Response
+
+from actors.presence_actor import Presence
+from actors.serializers import BytesPassthroughSerializer, PlainJSONSerializer
+from actors.session_actor import UserSession
+from actors.wire import pack
+from gateway.dapr_trust import DaprTokenMiddleware
+
+logging.basicConfig(
+    level=os.environ.get("LOG_LEVEL", "INFO"),
+    format="%(asctime)s %(levelname)s %(name)s %(message)s",
+)
+
+ActorRuntime.set_actor_config(
+    ActorRuntimeConfig(
+        actor_idle_timeout=timedelta(minutes=15),
+        actor_scan_interval=timedelta(seconds=30),
+        drain_ongoing_call_timeout=timedelta(seconds=10),
+        drain_rebalanced_actors=True,
+    )
+)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    for actor in (UserSession, Presence):
+        await actor_ext.register_actor(
+            actor,
+            message_serializer=BytesPassthroughSerializer(),
+            state_serializer=PlainJSONSerializer(),
+        )
+    yield
+
+
+app = FastAPI(title="tasksync sessions host", lifespan=lifespan)
+# Every route here is a Dapr callback: only daprd (holding APP_API_TOKEN) may call them.
+app.add_middleware(
+    DaprTokenMiddleware, protected_prefixes=("/",), open_paths=("/healthz", "/readyz")
+)
+actor_ext = DaprActor(app)
+
+
+@app.get("/readyz")
+async def readyz() -> Response:
+    """Ready = an actor call through our daprd succeeds (placement has disseminated)."""
+    port = os.environ.get("DAPR_HTTP_PORT", "3500")
+    token = os.environ.get("DAPR_API_TOKEN")
+    headers = {"dapr-api-token": token} if token else {}
+    try:
+        async with httpx.AsyncClient(timeout=3.0) as client:
+            resp = await client.put(
+                f"http://127.0.0.1:{port}/v1.0/actors/Presence/shard-0/method/list_users",
+                content=pack({}),
+                headers=headers,
+            )
+        ok = resp.status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    return Response(status_code=200 if ok else 503)

@@ -1,0 +1,722 @@
+"""Pure rules of the per-user ``UserSession`` actor.
+
+Everything here is deterministic: no I/O, no Dapr, no clock, no randomness. The actor shell passes
+``now`` and new epochs in, persists what the functions return and saves the (small) meta.
+
+Mutation contract: every function taking a ``SessionMeta`` may change it *in place*; the shell
+saves the meta after the call and writes/deletes the ``ev:<seq>`` keys named in the result. The
+shell is expected to load replay events in the same actor turn as ``attach``/``read_range``,
+because a later turn may already have trimmed them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeAlias
+
+__all__ = [
+    "AttachOutcome",
+    "AttachResult",
+    "ConnLease",
+    "DeliverResult",
+    "DeliverStatus",
+    "DeviceCursor",
+    "EventRecord",
+    "Filters",
+    "IncomingEvent",
+    "Limits",
+    "Position",
+    "Routes",
+    "SessionMeta",
+    "ack",
+    "attach",
+    "deliver",
+    "detach",
+    "new_session",
+    "read_range",
+    "renew",
+    "routes",
+    "set_filters",
+    "trim",
+]
+
+WIRE_VERSION = 1
+
+_EPOCH_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Canonical decimal only (no sign, no leading zeros, ASCII digits) so str(parse(t)) == t; 19 digits
+# covers int64 and keeps hostile input from reaching int() with huge strings.
+_POSITION_RE = re.compile(r"([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,18})")
+
+Routes: TypeAlias = dict[str, list[str]]
+"""replica -> sorted conn ids (only unexpired leases)."""
+
+DeliverStatus: TypeAlias = Literal["appended", "duplicate", "filtered"]
+AttachOutcome: TypeAlias = Literal["ok", "resync", "too_many_connections"]
+_DELIVER_STATUSES: tuple[DeliverStatus, ...] = ("appended", "duplicate", "filtered")
+_ATTACH_OUTCOMES: tuple[AttachOutcome, ...] = ("ok", "resync", "too_many_connections")
+
+
+# --- wire helpers: stored JSON may be old, hand-edited or corrupt, so fail loudly on bad shapes ---
+
+
+def _get(d: Mapping[str, Any], key: str) -> Any:
+    if key not in d:
+        raise ValueError(f"missing field {key!r}")
+    return d[key]
+
+
+def _int(v: Any, what: str) -> int:
+    # bool is an int subclass; a stored True must not become seq 1.
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{what}: expected int, got {type(v).__name__}")
+    return v
+
+
+def _float(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"{what}: expected number, got {type(v).__name__}")
+    return float(v)
+
+
+def _bool(v: Any, what: str) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"{what}: expected bool, got {type(v).__name__}")
+    return v
+
+
+def _str(v: Any, what: str) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"{what}: expected str, got {type(v).__name__}")
+    return v
+
+
+def _opt_str(v: Any, what: str) -> str | None:
+    return None if v is None else _str(v, what)
+
+
+def _list(v: Any, what: str) -> list[Any]:
+    # msgpack may hand back tuples (use_list=False); accept both.
+    if not isinstance(v, list | tuple):
+        raise ValueError(f"{what}: expected list, got {type(v).__name__}")
+    return list(v)
+
+
+def _map(v: Any, what: str) -> dict[str, Any]:
+    if not isinstance(v, Mapping) or not all(isinstance(k, str) for k in v):
+        raise ValueError(f"{what}: expected object with string keys")
+    return dict(v)
+
+
+def _str_set(v: Any, what: str) -> frozenset[str] | None:
+    if v is None:
+        return None
+    # The client protocol lets ids be numbers; store them as the strings events carry.
+    return frozenset(
+        str(x) if isinstance(x, int) and not isinstance(x, bool) else _str(x, what)
+        for x in _list(v, what)
+    )
+
+
+def _sorted_or_none(s: frozenset[str] | None) -> list[str] | None:
+    # Sorted so the stored JSON is stable (equal filters -> equal bytes).
+    return None if s is None else sorted(s)
+
+
+def _check_epoch(epoch: Any) -> str:
+    if not isinstance(epoch, str) or _EPOCH_RE.fullmatch(epoch) is None:
+        raise ValueError(f"bad epoch {epoch!r}: want 1..64 chars of [A-Za-z0-9_-]")
+    return epoch
+
+
+# --- value types ---
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_events: int = 1000  # retention by count
+    max_age_s: float = 86400.0  # retention by age (also device expiry)
+    max_seen_ids: int = 4096  # dedup memory (bounded)
+    max_devices: int = 32  # oldest-seen device evicted beyond this
+    max_connections: int = 16  # live (unexpired) connections per user
+    lease_s: float = 30.0  # connection lease length
+
+    def __post_init__(self) -> None:
+        # Zero/negative limits would make deliver() trim the record it just appended or refuse
+        # every connection; reject them at config time instead.
+        for name in ("max_events", "max_seen_ids", "max_devices", "max_connections"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{name} must be an int >= 1, got {value!r}")
+        for name in ("max_age_s", "lease_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"Limits.{name} must be > 0, got {value!r}")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "max_events": self.max_events,
+            "max_age_s": self.max_age_s,
+            "max_seen_ids": self.max_seen_ids,
+            "max_devices": self.max_devices,
+            "max_connections": self.max_connections,
+            "lease_s": self.lease_s,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Limits:
+        # Missing keys fall back to defaults so config can name only what it changes.
+        base = cls()
+        return cls(
+            max_events=_int(d.get("max_events", base.max_events), "max_events"),
+            max_age_s=_float(d.get("max_age_s", base.max_age_s), "max_age_s"),
+            max_seen_ids=_int(d.get("max_seen_ids", base.max_seen_ids), "max_seen_ids"),
+            max_devices=_int(d.get("max_devices", base.max_devices), "max_devices"),
+            max_connections=_int(d.get("max_connections", base.max_connections), "max_connections"),
+            lease_s=_float(d.get("lease_s", base.lease_s), "lease_s"),
+        )
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Persisted per-user filter. ``None`` in a dimension means no restriction there; an empty
+    set is a real restriction that matches nothing."""
+
+    types: frozenset[str] | None = None
+    task_ids: frozenset[str] | None = None
+    list_ids: frozenset[str] | None = None
+
+    def matches(self, event_type: str, task_id: str | None, list_id: str | None) -> bool:
+        if self.types is not None and event_type not in self.types:
+            return False
+        # An event without a task/list cannot satisfy a filter that asks for specific ones.
+        if self.task_ids is not None and (task_id is None or task_id not in self.task_ids):
+            return False
+        return self.list_ids is None or (list_id is not None and list_id in self.list_ids)
+
+    def is_empty(self) -> bool:
+        return self.types is None and self.task_ids is None and self.list_ids is None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "types": _sorted_or_none(self.types),
+            "task_ids": _sorted_or_none(self.task_ids),
+            "list_ids": _sorted_or_none(self.list_ids),
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Filters:
+        # Missing keys mean "any", matching the client protocol where every list is optional.
+        return cls(
+            types=_str_set(d.get("types"), "filters.types"),
+            task_ids=_str_set(d.get("task_ids"), "filters.task_ids"),
+            list_ids=_str_set(d.get("list_ids"), "filters.list_ids"),
+        )
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    id: str
+    type: str
+    data: dict[str, Any]
+    task_id: str | None
+    list_id: str | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "data": self.data,
+            "task_id": self.task_id,
+            "list_id": self.list_id,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> IncomingEvent:
+        return cls(
+            id=_str(_get(d, "id"), "id"),
+            type=_str(_get(d, "type"), "type"),
+            data=_map(_get(d, "data"), "data"),
+            task_id=_opt_str(d.get("task_id"), "task_id"),
+            list_id=_opt_str(d.get("list_id"), "list_id"),
+        )
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """What is stored under ``ev:<seq>`` and replayed."""
+
+    seq: int
+    id: str
+    type: str
+    data: dict[str, Any]
+    task_id: str | None
+    list_id: str | None
+    ts: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "type": self.type,
+            "data": self.data,
+            "task_id": self.task_id,
+            "list_id": self.list_id,
+            "ts": self.ts,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> EventRecord:
+        return cls(
+            seq=_int(_get(d, "seq"), "seq"),
+            id=_str(_get(d, "id"), "id"),
+            type=_str(_get(d, "type"), "type"),
+            data=_map(_get(d, "data"), "data"),
+            task_id=_opt_str(d.get("task_id"), "task_id"),
+            list_id=_opt_str(d.get("list_id"), "list_id"),
+            ts=_float(_get(d, "ts"), "ts"),
+        )
+
+
+@dataclass(frozen=True)
+class DeviceCursor:
+    seq: int  # highest seq the device acknowledged (or was resynced to)
+    seen_at: float  # last attach/ack/renew; drives expiry and LRU eviction
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"seq": self.seq, "seen_at": self.seen_at}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> DeviceCursor:
+        return cls(seq=_int(_get(d, "seq"), "seq"), seen_at=_float(_get(d, "seen_at"), "seen_at"))
+
+
+@dataclass(frozen=True)
+class ConnLease:
+    replica: str
+    device: str
+    expires: float  # the lease is dead when expires <= now
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"replica": self.replica, "device": self.device, "expires": self.expires}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ConnLease:
+        return cls(
+            replica=_str(_get(d, "replica"), "replica"),
+            device=_str(_get(d, "device"), "device"),
+            expires=_float(_get(d, "expires"), "expires"),
+        )
+
+
+@dataclass
+class SessionMeta:
+    """The one small state key of a user's session. Events live in their own keys."""
+
+    epoch: str
+    head: int  # last assigned seq; 0 = nothing ever appended
+    tail: int  # first retained seq; == head + 1 when the log is empty
+    # ts of each retained event, index = seq - tail: lets age trimming run without loading events.
+    stamps: list[float] = field(default_factory=list)
+    # (event_id, seq), most recent last; seq 0 = seen but filtered out.
+    seen: list[tuple[str, int]] = field(default_factory=list)
+    devices: dict[str, DeviceCursor] = field(default_factory=dict)
+    conns: dict[str, ConnLease] = field(default_factory=dict)
+    filters: Filters = field(default_factory=Filters)
+
+    def check(self) -> None:
+        """Raise ValueError when the structural invariants do not hold."""
+        _check_epoch(self.epoch)
+        if self.head < 0:
+            raise ValueError(f"head {self.head} < 0")
+        if not 1 <= self.tail <= self.head + 1:
+            raise ValueError(f"tail {self.tail} outside 1..head+1 ({self.head + 1})")
+        if len(self.stamps) != self.head - self.tail + 1:
+            raise ValueError(
+                f"{len(self.stamps)} stamps for {self.head - self.tail + 1} retained events"
+            )
+        for event_id, seq in self.seen:
+            if not 0 <= seq <= self.head:
+                raise ValueError(f"seen {event_id!r} has seq {seq} outside 0..head")
+        for name, cursor in self.devices.items():
+            if not 0 <= cursor.seq <= self.head:
+                raise ValueError(f"device {name!r} cursor {cursor.seq} outside 0..head")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "v": WIRE_VERSION,
+            "epoch": self.epoch,
+            "head": self.head,
+            "tail": self.tail,
+            "stamps": list(self.stamps),
+            "seen": [[event_id, seq] for event_id, seq in self.seen],
+            "devices": {name: c.to_wire() for name, c in self.devices.items()},
+            "conns": {cid: lease.to_wire() for cid, lease in self.conns.items()},
+            "filters": self.filters.to_wire(),
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> SessionMeta:
+        """Parse and validate; raises ValueError rather than running on a corrupt meta."""
+        version = d.get("v", WIRE_VERSION)
+        if version != WIRE_VERSION:
+            raise ValueError(f"unsupported session meta version {version!r}")
+        seen: list[tuple[str, int]] = []
+        for item in _list(_get(d, "seen"), "seen"):
+            pair = _list(item, "seen item")
+            if len(pair) != 2:
+                raise ValueError("seen item: expected [event_id, seq]")
+            seen.append((_str(pair[0], "seen id"), _int(pair[1], "seen seq")))
+        meta = cls(
+            epoch=_str(_get(d, "epoch"), "epoch"),
+            head=_int(_get(d, "head"), "head"),
+            tail=_int(_get(d, "tail"), "tail"),
+            stamps=[_float(s, "stamp") for s in _list(_get(d, "stamps"), "stamps")],
+            seen=seen,
+            devices={
+                name: DeviceCursor.from_wire(_map(v, "device"))
+                for name, v in _map(_get(d, "devices"), "devices").items()
+            },
+            conns={
+                cid: ConnLease.from_wire(_map(v, "conn"))
+                for cid, v in _map(_get(d, "conns"), "conns").items()
+            },
+            filters=Filters.from_wire(_map(d.get("filters") or {}, "filters")),
+        )
+        meta.check()
+        return meta
+
+
+def new_session(epoch: str) -> SessionMeta:
+    """A fresh, empty log. The epoch must be new (random) so old positions cannot match it."""
+    return SessionMeta(epoch=_check_epoch(epoch), head=0, tail=1)
+
+
+@dataclass(frozen=True)
+class Position:
+    """``epoch:seq`` = the client has processed everything up to and including ``seq``."""
+
+    epoch: str
+    seq: int
+
+    def __post_init__(self) -> None:
+        _check_epoch(self.epoch)
+        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 0:
+            raise ValueError(f"bad position seq {self.seq!r}")
+
+    @staticmethod
+    def parse(text: str) -> Position:
+        """Parse ``"epoch:seq"``; ValueError on anything but the canonical form."""
+        m = _POSITION_RE.fullmatch(text) if isinstance(text, str) else None
+        if m is None:
+            raise ValueError(f"bad position {text!r}")
+        return Position(m.group(1), int(m.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.seq}"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seq": self.seq}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Position:
+        return cls(epoch=_str(_get(d, "epoch"), "epoch"), seq=_int(_get(d, "seq"), "seq"))
+
+
+def _routes_to_wire(r: Routes) -> dict[str, Any]:
+    return {replica: list(conns) for replica, conns in r.items()}
+
+
+def _routes_from_wire(v: Any) -> Routes:
+    return {
+        replica: [_str(c, "route conn") for c in _list(conns, "route conns")]
+        for replica, conns in _map(v, "routes").items()
+    }
+
+
+@dataclass(frozen=True)
+class DeliverResult:
+    status: DeliverStatus
+    seq: int  # assigned seq; original seq for a duplicate; 0 when filtered
+    record: EventRecord | None  # the new record to store (appended only)
+    routes: Routes  # appended and duplicate: a redelivery can be re-sent (conns drop dup seqs)
+    delete: list[int]  # seqs whose ev:<seq> keys to delete (trimming)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "seq": self.seq,
+            "record": None if self.record is None else self.record.to_wire(),
+            "routes": _routes_to_wire(self.routes),
+            "delete": list(self.delete),
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> DeliverResult:
+        status = _get(d, "status")
+        if status not in _DELIVER_STATUSES:
+            raise ValueError(f"bad deliver status {status!r}")
+        raw_record = d.get("record")
+        record = None if raw_record is None else EventRecord.from_wire(_map(raw_record, "record"))
+        return cls(
+            status=status,
+            seq=_int(_get(d, "seq"), "seq"),
+            record=record,
+            routes=_routes_from_wire(_get(d, "routes")),
+            delete=[_int(s, "delete") for s in _list(_get(d, "delete"), "delete")],
+        )
+
+
+@dataclass(frozen=True)
+class AttachResult:
+    outcome: AttachOutcome
+    epoch: str
+    head: int
+    start: int  # position the stream continues from: replay is start+1 .. head (when ok)
+    replay_from: int  # first seq the shell must load (start + 1); empty if replay_from > head
+    resumed: bool  # a client position or device cursor was honoured
+    reason: str  # "" or why resync: "epoch_mismatch" | "too_old" | "ahead_of_log"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "epoch": self.epoch,
+            "head": self.head,
+            "start": self.start,
+            "replay_from": self.replay_from,
+            "resumed": self.resumed,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> AttachResult:
+        outcome = _get(d, "outcome")
+        if outcome not in _ATTACH_OUTCOMES:
+            raise ValueError(f"bad attach outcome {outcome!r}")
+        return cls(
+            outcome=outcome,
+            epoch=_str(_get(d, "epoch"), "epoch"),
+            head=_int(_get(d, "head"), "head"),
+            start=_int(_get(d, "start"), "start"),
+            replay_from=_int(_get(d, "replay_from"), "replay_from"),
+            resumed=_bool(_get(d, "resumed"), "resumed"),
+            reason=_str(_get(d, "reason"), "reason"),
+        )
+
+
+# --- internal rules ---
+
+
+def _seen_seq(meta: SessionMeta, event_id: str) -> int | None:
+    # Linear scan from the newest end: redeliveries are usually recent, and a bounded list stays
+    # a plain JSON array in the meta instead of a second index that could drift from it.
+    for seen_id, seq in reversed(meta.seen):
+        if seen_id == event_id:
+            return seq
+    return None
+
+
+def _bound_seen(meta: SessionMeta, limits: Limits) -> None:
+    excess = len(meta.seen) - limits.max_seen_ids
+    if excess > 0:
+        del meta.seen[:excess]
+
+
+def _expire_leases(meta: SessionMeta, now: float) -> None:
+    for cid in [cid for cid, lease in meta.conns.items() if lease.expires <= now]:
+        del meta.conns[cid]
+
+
+def _evict_devices(meta: SessionMeta, limits: Limits, keep: str | None) -> None:
+    # LRU by seen_at (device id breaks ties so replicas agree); never evict the device being
+    # attached/acked right now, even if a skewed clock makes it look oldest.
+    excess = len(meta.devices) - limits.max_devices
+    if excess <= 0:
+        return
+    victims = sorted(
+        (name for name in meta.devices if name != keep),
+        key=lambda name: (meta.devices[name].seen_at, name),
+    )
+    for name in victims[:excess]:
+        del meta.devices[name]
+
+
+# --- public operations (all mutate ``meta`` in place) ---
+
+
+def routes(meta: SessionMeta, now: float) -> Routes:
+    """Unexpired connections grouped by replica. Read-only: expiry needs no detach."""
+    grouped: dict[str, list[str]] = {}
+    for cid, lease in meta.conns.items():
+        if lease.expires > now:
+            grouped.setdefault(lease.replica, []).append(cid)
+    return {replica: sorted(grouped[replica]) for replica in sorted(grouped)}
+
+
+def trim(meta: SessionMeta, now: float, limits: Limits) -> list[int]:
+    """Drop expired devices/leases, then retained events from the tail while any of: over
+    ``max_events``, older than ``max_age_s``, or acknowledged by every known device.
+    Returns the removed seqs (the shell deletes their ``ev:<seq>`` keys)."""
+    for name in [n for n, c in meta.devices.items() if c.seen_at + limits.max_age_s <= now]:
+        del meta.devices[name]
+    _expire_leases(meta, now)
+    # Re-apply bounds here too so lowering a limit takes effect without new traffic.
+    _evict_devices(meta, limits, keep=None)
+    _bound_seen(meta, limits)
+
+    # With no devices nobody's cursor can justify dropping events; 0 never matches a seq.
+    floor = min((c.seq for c in meta.devices.values()), default=0)
+    first = meta.tail
+    new_tail = first
+    while new_tail <= meta.head:
+        over_count = meta.head - new_tail + 1 > limits.max_events
+        too_old = now - meta.stamps[new_tail - first] > limits.max_age_s
+        if not (over_count or too_old or new_tail <= floor):
+            break
+        new_tail += 1
+    if new_tail == first:
+        return []
+    del meta.stamps[: new_tail - first]
+    meta.tail = new_tail
+    return list(range(first, new_tail))
+
+
+def deliver(meta: SessionMeta, ev: IncomingEvent, now: float, limits: Limits) -> DeliverResult:
+    """Append one published event (mutates ``meta``).
+
+    Dedup by event id comes first, so a redelivery never consumes a seq and leaves ``meta``
+    untouched. A duplicate is routed again only while its record is still retained (a filtered
+    or trimmed original has nothing to re-send). Then the persisted filters apply; a filtered
+    event is remembered with seq 0 so its redelivery is also a duplicate.
+    """
+    prior = _seen_seq(meta, ev.id)
+    if prior is not None:
+        retained = meta.tail <= prior <= meta.head
+        return DeliverResult("duplicate", prior, None, routes(meta, now) if retained else {}, [])
+
+    if not meta.filters.matches(ev.type, ev.task_id, ev.list_id):
+        meta.seen.append((ev.id, 0))
+        _bound_seen(meta, limits)
+        return DeliverResult("filtered", 0, None, {}, [])
+
+    seq = meta.head + 1
+    ts = float(now)  # float even when the shell passes an int, so wire round trips are exact
+    record = EventRecord(seq, ev.id, ev.type, dict(ev.data), ev.task_id, ev.list_id, ts)
+    meta.head = seq
+    meta.stamps.append(ts)
+    meta.seen.append((ev.id, seq))
+    _bound_seen(meta, limits)
+    deleted = trim(meta, now, limits)
+    return DeliverResult("appended", seq, record, routes(meta, now), deleted)
+
+
+def attach(
+    meta: SessionMeta,
+    conn_id: str,
+    replica: str,
+    device: str,
+    since: Position | None,
+    now: float,
+    limits: Limits,
+) -> AttachResult:
+    """Register a connection and decide where its stream starts (mutates ``meta``).
+
+    Beyond the base rules: on ``ok`` a known device's cursor is raised to ``start`` (a client
+    position means "processed up to here", i.e. an implicit ack), never lowered. On
+    ``too_many_connections`` only expired leases are dropped and ``start`` is ``head``.
+    """
+    _expire_leases(meta, now)
+    head = meta.head
+    if conn_id not in meta.conns and len(meta.conns) >= limits.max_connections:
+        return AttachResult("too_many_connections", meta.epoch, head, head, head + 1, False, "")
+
+    known = meta.devices.get(device)
+    oldest_ok = meta.tail - 1  # a position here still has every later event retained
+    reason = ""
+    start = head
+    resumed = False
+    if since is not None:
+        if since.epoch != meta.epoch:
+            reason = "epoch_mismatch"
+        elif since.seq > head:
+            reason = "ahead_of_log"
+        elif since.seq < oldest_ok:
+            reason = "too_old"
+        else:
+            start, resumed = since.seq, True
+    elif known is not None:
+        if known.seq < oldest_ok:
+            reason = "too_old"
+        else:
+            start, resumed = known.seq, True
+
+    if reason:
+        # The client reloads from the todo API, so everything up to head counts as processed.
+        cursor = head
+    elif known is None:
+        cursor = start
+    else:
+        cursor = max(known.seq, start)
+    meta.conns[conn_id] = ConnLease(replica, device, now + limits.lease_s)
+    meta.devices[device] = DeviceCursor(cursor, now)
+    _evict_devices(meta, limits, keep=device)
+    outcome: AttachOutcome = "resync" if reason else "ok"
+    return AttachResult(outcome, meta.epoch, head, start, start + 1, resumed, reason)
+
+
+def detach(meta: SessionMeta, conn_id: str) -> None:
+    """Forget a connection; unknown ids are ignored (the lease may already have expired)."""
+    meta.conns.pop(conn_id, None)
+
+
+def renew(
+    meta: SessionMeta, replica: str, conn_ids: list[str], now: float, limits: Limits
+) -> list[str]:
+    """Extend the leases of ``conn_ids`` held by ``replica`` (mutates ``meta``).
+
+    Returns, in input order without repeats, the ids that are unknown: expired, never attached,
+    or registered to another replica; the gateway re-attaches those. Renewing also touches the
+    connection's device so a device that stays connected never expires.
+    """
+    _expire_leases(meta, now)
+    unknown: list[str] = []
+    for cid in dict.fromkeys(conn_ids):
+        lease = meta.conns.get(cid)
+        if lease is None or lease.replica != replica:
+            unknown.append(cid)
+            continue
+        meta.conns[cid] = replace(lease, expires=now + limits.lease_s)
+        cursor = meta.devices.get(lease.device)
+        if cursor is not None:
+            meta.devices[lease.device] = replace(cursor, seen_at=now)
+    return unknown
+
+
+def ack(meta: SessionMeta, device: str, seq: int, now: float, limits: Limits) -> list[int]:
+    """Advance a device cursor to ``min(seq, head)``, never backwards (mutates ``meta``).
+
+    An unknown device is registered with that cursor (never below 0). Returns seqs to delete.
+    """
+    known = meta.devices.get(device)
+    base = known.seq if known is not None else 0
+    meta.devices[device] = DeviceCursor(max(base, min(seq, meta.head)), now)
+    _evict_devices(meta, limits, keep=device)
+    return trim(meta, now, limits)
+
+
+def set_filters(meta: SessionMeta, filters: Filters) -> None:
+    """Replace the persisted filters; they apply to future deliveries (the shell applies them to
+    replay with ``Filters.matches``)."""
+    meta.filters = filters
+
+
+def read_range(meta: SessionMeta, after: int, limit: int) -> tuple[int, int] | None:
+    """Seqs ``(first, last)`` to load for "events after ``after``", at most ``limit`` of them.
+
+    None when events after ``after`` were trimmed (caller must resync). The range is empty
+    (``first > last``) when ``after >= head`` or ``limit <= 0``.
+    """
+    if after < meta.tail - 1:
+        return None
+    return after + 1, min(meta.head, after + max(limit, 0))

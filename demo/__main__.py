@@ -1,0 +1,15 @@
+"""Run the demo task API: python -m demo (port from APP_PORT)."""
+
+import os
+
+import uvicorn
+
+from demo.api import create_app
+
+if __name__ == "__main__":
+    uvicorn.run(
+        create_app(),
+        host="127.0.0.1",
+        port=int(os.environ.get("APP_PORT", "8010")),
+        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+    )

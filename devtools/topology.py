@@ -1,0 +1,282 @@
+"""The local topology: Redis, placement, and every app of dapr.yaml with its own daprd.
+
+Used by the run command (fixed ports from dapr.yaml) and by the test suite (every port replaced by a
+free one, own data directory), so a demo and any number of test runs never collide.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devtools.procs import Proc, free_port, port_open, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+DAPR_VERSION = os.environ.get("DAPR_VERSION", "1.18.2")
+
+
+def dapr_bin_dir() -> Path:
+    cache = Path(os.environ.get("TASKSYNC_CACHE", Path.home() / ".cache" / "tasksync"))
+    return cache / f"dapr-{DAPR_VERSION}"
+
+
+def http_status(url: str, headers: dict[str, str] | None = None, timeout: float = 2.0) -> int:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+@dataclass
+class AppSpec:
+    name: str  # unique process name, e.g. "gateway-gw-a"
+    app_id: str
+    app_port: int
+    http_port: int
+    grpc_port: int
+    internal_grpc_port: int
+    metrics_port: int
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    app: Proc | None = None
+    sidecar: Proc | None = None
+
+
+class Topology:
+    def __init__(self, run_dir: Path, fixed_ports: bool, extra_env: dict[str, str] | None = None):
+        self.run_dir = run_dir
+        self.fixed = fixed_ports
+        self.extra_env = extra_env or {}
+        self.bin = dapr_bin_dir()
+        spec = yaml.safe_load((ROOT / "dapr.yaml").read_text())
+        common = spec.get("common", {})
+        self.resources = (ROOT / common.get("resourcesPath", "components")).resolve()
+        self.config = (
+            ROOT / common.get("configFilePath", "components/config/config.yaml")
+        ).resolve()
+        self.log_level = common.get("logLevel", "warn")
+        self.redis_port = 6390 if fixed_ports else free_port()
+        self.placement_port = 50005 if fixed_ports else free_port()
+        self.api_token = secrets.token_urlsafe(24)  # app -> daprd
+        self.app_token = secrets.token_urlsafe(24)  # daprd -> app
+        self.apps: dict[str, AppSpec] = {}
+        for a in spec["apps"]:
+            env = {str(k): str(v) for k, v in (a.get("env") or {}).items()}
+            name = a["appID"] + (
+                f"-{env['TASKSYNC_REPLICA_ID']}" if "TASKSYNC_REPLICA_ID" in env else ""
+            )
+            pick = (lambda v: int(v)) if fixed_ports else (lambda v: free_port())
+            self.apps[name] = AppSpec(
+                name=name,
+                app_id=a["appID"],
+                app_port=pick(a["appPort"]),
+                http_port=pick(a["daprHTTPPort"]),
+                grpc_port=pick(a["daprGRPCPort"]),
+                internal_grpc_port=free_port(),
+                metrics_port=pick(a["metricsPort"]),
+                command=[str(c) for c in a["command"]],
+                env=env,
+            )
+        self.redis: Proc | None = None
+        self.placement: Proc | None = None
+        self.data_dir = run_dir / "data"
+        self.log_dir = run_dir / "logs"
+
+    # -- environment -----------------------------------------------------------------------
+    def _base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DAPR_", "APP_API"))}
+        env.update(self.extra_env)
+        return env
+
+    def _sidecar_env(self) -> dict[str, str]:
+        env = self._base_env()
+        env["TASKSYNC_REDIS_HOST"] = f"127.0.0.1:{self.redis_port}"
+        env["DAPR_API_TOKEN"] = self.api_token
+        env["APP_API_TOKEN"] = self.app_token
+        return env
+
+    def _app_env(self, a: AppSpec) -> dict[str, str]:
+        env = self._base_env()
+        env.update(a.env)
+        env.update(
+            APP_PORT=str(a.app_port),
+            DAPR_HTTP_PORT=str(a.http_port),
+            DAPR_GRPC_PORT=str(a.grpc_port),
+            DAPR_API_TOKEN=self.api_token,
+            APP_API_TOKEN=self.app_token,
+            PYTHONUNBUFFERED="1",
+        )
+        env.setdefault("TASKSYNC_REPLICA_ID", a.name)
+        return env
+
+    # -- processes ---------------------------------------------------------------------------
+    def start_redis(self) -> None:
+        redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+        d = self.data_dir / "redis"
+        d.mkdir(parents=True, exist_ok=True)
+        self.redis = Proc(
+            "redis",
+            [
+                redis,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(d),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            self._base_env(),
+            ROOT,
+            self.log_dir,
+        ).start()
+        wait_until(lambda: port_open(self.redis_port), 20, "redis")
+
+    def start_placement(self) -> None:
+        health = free_port()
+        self.placement = Proc(
+            "placement",
+            [
+                str(self.bin / "placement"),
+                "--port",
+                str(self.placement_port),
+                "--healthz-port",
+                str(health),
+                "--metrics-port",
+                str(free_port()),
+                "--healthz-listen-address",
+                "127.0.0.1",
+                "--metrics-listen-address",
+                "127.0.0.1",
+                "--listen-address",
+                "127.0.0.1",
+                "--id",
+                "dapr-placement-0",
+                "--initial-cluster",
+                f"dapr-placement-0=127.0.0.1:{free_port()}",
+                "--log-level",
+                self.log_level,
+            ],
+            self._base_env(),
+            ROOT,
+            self.log_dir,
+        ).start()
+        wait_until(
+            lambda: http_status(f"http://127.0.0.1:{health}/healthz") == 200, 30, "placement"
+        )
+
+    def start_app(self, name: str) -> None:
+        a = self.apps[name]
+        a.app = Proc(f"{name}.app", a.command, self._app_env(a), ROOT, self.log_dir).start()
+        a.sidecar = Proc(
+            f"{name}.daprd",
+            [
+                str(self.bin / "daprd"),
+                "--app-id",
+                a.app_id,
+                "--app-port",
+                str(a.app_port),
+                "--app-channel-address",
+                "127.0.0.1",
+                "--dapr-listen-addresses",
+                "127.0.0.1",
+                "--dapr-http-port",
+                str(a.http_port),
+                "--dapr-grpc-port",
+                str(a.grpc_port),
+                "--dapr-internal-grpc-port",
+                str(a.internal_grpc_port),
+                "--dapr-internal-grpc-listen-address",
+                "127.0.0.1",
+                "--metrics-port",
+                str(a.metrics_port),
+                "--enable-metrics=false",
+                "--placement-host-address",
+                f"127.0.0.1:{self.placement_port}",
+                "--resources-path",
+                str(self.resources),
+                "--config",
+                str(self.config),
+                "--log-level",
+                self.log_level,
+                "--dapr-graceful-shutdown-seconds",
+                "3",
+            ],
+            self._sidecar_env(),
+            ROOT,
+            self.log_dir,
+        ).start()
+
+    def wait_app(self, name: str, timeout: float = 90) -> None:
+        a = self.apps[name]
+
+        def ready() -> bool:
+            for p in (a.app, a.sidecar):
+                if p is None or not p.alive:
+                    raise RuntimeError(f"{p.name if p else name} exited:\n{p.tail() if p else ''}")
+            if http_status(f"http://127.0.0.1:{a.http_port}/v1.0/healthz") != 204:
+                return False
+            # A real probe: the app's own readiness includes an actor call through placement.
+            return http_status(f"http://127.0.0.1:{a.app_port}/readyz") == 200
+
+        wait_until(ready, timeout, f"{name} (app + daprd + actor probe)", interval=0.2)
+
+    def stop_app(self, name: str) -> None:
+        a = self.apps[name]
+        for p in (a.app, a.sidecar):
+            if p is not None:
+                p.stop()
+
+    def kill_app(self, name: str) -> None:
+        a = self.apps[name]
+        for p in (a.app, a.sidecar):
+            if p is not None:
+                p.kill()
+
+    def start(self, names: list[str] | None = None) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.start_redis()
+        self.start_placement()
+        names = names if names is not None else list(self.apps)
+        for n in names:
+            self.start_app(n)
+        for n in names:
+            self.wait_app(n)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.apps)):
+            self.stop_app(name)
+        for p in (self.placement, self.redis):
+            if p is not None:
+                p.stop()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "redis": self.redis_port,
+            "placement": self.placement_port,
+            "apps": {
+                n: {"app": a.app_port, "dapr_http": a.http_port} for n, a in self.apps.items()
+            },
+        }
+
+
+if __name__ == "__main__":  # debugging aid: python -m devtools.topology
+    t = Topology(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".run", fixed_ports=False)
+    try:
+        t.start()
+        print(json.dumps(t.describe(), indent=2))
+        input("running; press Enter to stop\n")
+    finally:
+        t.stop()

@@ -1,0 +1,145 @@
+"""The gateway FastAPI app: public transports plus Dapr callback routes behind the token check."""
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
+
+from gateway import protocol
+from gateway.actor_client import ActorUnavailable
+from gateway.auth import AuthConfig
+from gateway.config import Settings
+from gateway.context import Context
+from gateway.dapr_trust import DaprTokenMiddleware
+from gateway.fanout import replica_topic
+from gateway.topic_schema import InvalidEvent, TopicLimits, parse_topic_message
+from gateway.transport_sse import sse_endpoint, sse_post
+from gateway.transport_ws import websocket_endpoint
+
+log = logging.getLogger("gateway")
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(settings: Settings | None = None, auth: AuthConfig | None = None) -> FastAPI:
+    settings = settings or Settings()
+    ctx = Context.build(settings, auth or AuthConfig.from_env())
+    topic_limits = TopicLimits()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx.hub.start()
+        yield
+        await ctx.hub.drain(protocol.SERVER_SHUTDOWN)
+        await ctx.hub.stop()
+        await ctx.dapr.close()
+
+    app = FastAPI(title="tasksync gateway", lifespan=lifespan)
+    app.state.ctx = ctx
+    # Dapr callback routes: only daprd holds APP_API_TOKEN. Browsers can't inject events.
+    app.add_middleware(DaprTokenMiddleware, protected_prefixes=("/dapr/", "/internal/"))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "replica": settings.replica_id}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if ctx.hub.draining:
+            return JSONResponse({"ready": False, "why": "draining"}, status_code=503)
+        try:
+            await ctx.sessions.dapr.call("Presence", "shard-0", "list_users", {})
+        except ActorUnavailable as e:
+            return JSONResponse({"ready": False, "why": str(e)[:200]}, status_code=503)
+        return JSONResponse({"ready": True, "replica": settings.replica_id})
+
+    @app.get("/dapr/subscribe")
+    async def subscribe() -> list[dict[str, Any]]:
+        # task-updates is declared in components/subscription.yaml; the per-replica delivery
+        # topic carries this replica's id, so it is declared here.
+        return [
+            {
+                "pubsubname": settings.pubsub,
+                "topic": replica_topic(settings.replica_id),
+                "route": "/internal/dapr/replica",
+            }
+        ]
+
+    @app.post("/internal/dapr/task-updates")
+    async def task_updates(request: Request) -> dict[str, str]:
+        raw = await request.body()
+        try:
+            envelope = _json(raw)
+            ev = parse_topic_message(envelope, len(raw), topic_limits)
+        except InvalidEvent as e:
+            # DROP sends it to the dead-letter topic; never retried, never blocks the rest.
+            log.warning("dropping task-updates message to dead-letter: reason=%s %s", e.reason, e)
+            return {"status": "DROP"}
+        try:
+            await ctx.fanout.handle(ev)
+        except ActorUnavailable as e:
+            log.warning("event %s: transient failure, asking Dapr to retry: %s", ev.event_id, e)
+            return {"status": "RETRY"}
+        return {"status": "SUCCESS"}
+
+    @app.post("/internal/dapr/replica")
+    async def replica_delivery(request: Request) -> dict[str, str]:
+        try:
+            envelope = _json(await request.body())
+            ctx.fanout.receive_forward(envelope["data"])
+        except (InvalidEvent, KeyError, TypeError, ValueError) as e:
+            log.warning("dropping malformed replica batch: %r", e)
+            return {"status": "DROP"}
+        return {"status": "SUCCESS"}
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket_endpoint(websocket, ctx)
+
+    @app.get("/sse")
+    async def sse(request: Request) -> Response:
+        return await sse_endpoint(request, ctx)
+
+    @app.post("/sse/{conn_id}/{action}")
+    async def sse_action(request: Request, conn_id: str, action: str) -> Response:
+        if action not in ("ack", "subscribe", "unsubscribe", "ping"):
+            return JSONResponse(
+                {"type": "error", "code": "unknown_type", "message": "unknown action"},
+                status_code=404,
+            )
+        return await sse_post(request, ctx, conn_id, action)
+
+    if STATIC.is_dir():
+
+        @app.get("/")
+        async def index() -> FileResponse:
+            return FileResponse(STATIC / "index.html")
+
+        @app.get("/static/{name}")
+        async def static(name: str) -> Response:
+            path = (STATIC / name).resolve()
+            if path.parent != STATIC or not path.is_file():
+                return JSONResponse({"error": "not_found"}, status_code=404)
+            return FileResponse(path)
+
+    return app
+
+
+def _json(raw: bytes) -> Any:
+    import json
+
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidEvent("bad_json", f"body is not JSON: {e}") from e
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )

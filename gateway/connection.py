@@ -1,0 +1,144 @@
+"""One client connection, whatever its transport: ordering, filtering and the bounded send queue.
+
+Live events may reach a connection from two paths (this replica's own fan-out and forwards from
+other replicas) and out of order. The SeqCursor turns them back into a gap-free, duplicate-free
+stream; the per-connection filter is applied only after ordering, so filtering never looks like
+loss to the cursor.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from actors.session_core import Filters
+from gateway import protocol
+from gateway.ordering import SeqCursor
+from gateway.ratelimit import TokenBucket
+
+# Queue entries: (frame, SSE id or None). SSE uses the id as the resume position.
+Outgoing = tuple[dict[str, Any], str | None]
+
+
+@dataclass(frozen=True)
+class EventItem:
+    seq: int
+    type: str
+    id: str
+    data: dict[str, Any]
+    task_id: str | None
+    list_id: str | None
+
+    def frame(self) -> dict[str, Any]:
+        return protocol.event_frame(self.type, self.seq, self.id, self.data)
+
+    @staticmethod
+    def from_record(rec: dict[str, Any]) -> "EventItem":
+        return EventItem(
+            seq=int(rec["seq"]),
+            type=str(rec["type"]),
+            id=str(rec["id"]),
+            data=dict(rec["data"]),
+            task_id=rec.get("task_id"),
+            list_id=rec.get("list_id"),
+        )
+
+
+class Connection:
+    def __init__(
+        self,
+        conn_id: str,
+        user: str,
+        device: str,
+        transport: str,
+        queue_max: int,
+        max_held: int,
+        expires_at: float,
+    ) -> None:
+        self.conn_id = conn_id
+        self.user = user
+        self.device = device
+        self.transport = transport
+        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_max)
+        self.max_held = max_held
+        self.cursor: SeqCursor[EventItem] | None = None
+        self.epoch: str | None = None
+        self.early: list[tuple[str, EventItem]] = []  # live events that beat the attach answer
+        self.conn_filter: Filters | None = None
+        self.last_seen = time.monotonic()
+        self.expires_at = expires_at
+        self.pending_ack = 0
+        self.acked = 0
+        self.closed = asyncio.Event()
+        self.close_code: protocol.CloseCode | None = None
+        self.gap_task: asyncio.Task[None] | None = None
+        self.bucket: TokenBucket | None = None  # SSE POST rate limit (WS keeps its own)
+
+    # -- sending -------------------------------------------------------------------------
+    def push(self, frame: dict[str, Any], sse_id: str | None = None) -> None:
+        if self.closed.is_set():
+            return
+        try:
+            self.queue.put_nowait((frame, sse_id))
+        except asyncio.QueueFull:
+            # It can't keep up; the log has everything, so close and let it resume.
+            self.fail(protocol.SLOW_CONSUMER)
+
+    def fail(self, code: protocol.CloseCode) -> None:
+        if not self.closed.is_set():
+            self.close_code = code
+            self.closed.set()
+
+    def position(self, seq: int) -> str:
+        return f"{self.epoch}:{seq}"
+
+    # -- ordering --------------------------------------------------------------------------
+    def start(self, epoch: str, start_seq: int) -> None:
+        self.epoch = epoch
+        self.cursor = SeqCursor(start_seq, max_held=self.max_held)
+
+    def offer(self, epoch: str, item: EventItem) -> None:
+        """Feed one event (replayed or live). Returns nothing: frames go to the queue."""
+        if self.closed.is_set():
+            return
+        if self.cursor is None:
+            self.early.append((epoch, item))
+            if len(self.early) > self.max_held:
+                self.fail(protocol.SLOW_CONSUMER)
+            return
+        if epoch != self.epoch:
+            # The user's log restarted (state lost): say so instead of pretending continuity.
+            self.epoch = epoch
+            self.cursor.reset(item.seq - 1)
+            self.push(
+                protocol.resync_required(epoch, item.seq - 1, "epoch_changed"),
+                self.position(item.seq - 1),
+            )
+        for ready in self.cursor.offer(item.seq, item, time.monotonic()):
+            if self.conn_filter is None or self.conn_filter.matches(
+                ready.type, ready.task_id, ready.list_id
+            ):
+                self.push(ready.frame(), self.position(ready.seq))
+        if self.cursor.overflowed:
+            self.fail(protocol.SLOW_CONSUMER)
+
+    def drain_early(self) -> None:
+        early, self.early = self.early, []
+        for epoch, item in early:
+            self.offer(epoch, item)
+
+    def resync(self, epoch: str, head: int, reason: str) -> None:
+        self.epoch = epoch
+        if self.cursor is None:
+            self.cursor = SeqCursor(head, max_held=self.max_held)
+        else:
+            self.cursor.reset(head)
+        self.push(protocol.resync_required(epoch, head, reason), self.position(head))
+
+    def has_gap(self) -> bool:
+        return self.cursor is not None and self.cursor.gap() is not None
+
+    def note_ack(self, seq: int) -> None:
+        # A client can't ack beyond what it was sent.
+        last = self.cursor.last if self.cursor is not None else 0
+        self.pending_ack = max(self.pending_ack, min(seq, last))

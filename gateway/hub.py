@@ -1,0 +1,255 @@
+"""This replica's connection table and the background work that keeps it honest.
+
+- attach: register first (so live events are buffered), then ask the actor, replay, drain.
+- gaps: hold briefly, then fill from the actor's log (or tell the client to resync).
+- leases: renewed per user; a crashed replica's connections simply expire at the actor.
+- acks: coalesced per connection and flushed on a timer, not one actor call per ack.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+from gateway import protocol
+from gateway.actor_client import ActorUnavailable
+from gateway.config import Settings
+from gateway.connection import Connection, EventItem
+from gateway.sessions import Sessions
+
+log = logging.getLogger("gateway.hub")
+
+
+class AttachRefused(Exception):
+    def __init__(self, code: protocol.CloseCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Hub:
+    def __init__(self, settings: Settings, sessions: Sessions) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.conns: dict[str, Connection] = {}
+        self.by_user: dict[str, set[str]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self.draining = False
+        self._all_gone = asyncio.Event()  # set whenever the table empties (drain waits on it)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._every(self.settings.ack_interval_s, self.flush_acks)),
+            asyncio.create_task(self._every(self.settings.lease_s / 3, self.renew_leases)),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._loops:
+            t.cancel()
+        for t in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    async def _every(self, period: float, fn: Any) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await fn()
+            except Exception:
+                log.exception("periodic %s failed", getattr(fn, "__name__", fn))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- connections ---------------------------------------------------------------------------
+    def new_connection(
+        self, user: str, device: str, transport: str, expires_at: float
+    ) -> Connection:
+        conn = Connection(
+            conn_id=f"{self.settings.replica_id}.{uuid.uuid4().hex[:12]}",
+            user=user,
+            device=device,
+            transport=transport,
+            queue_max=self.settings.send_queue_max,
+            max_held=1024,
+            expires_at=expires_at,
+        )
+        self.conns[conn.conn_id] = conn
+        first = user not in self.by_user
+        self.by_user.setdefault(user, set()).add(conn.conn_id)
+        if first:
+            self._spawn(self._presence_join(user))
+        return conn
+
+    async def _presence_join(self, user: str) -> None:
+        try:
+            await self.sessions.presence_join([user], self.settings.lease_s)
+        except ActorUnavailable as e:
+            log.warning("presence join %s failed (the periodic sync retries): %s", user, e)
+
+    async def attach(self, conn: Connection, since: str | None) -> None:
+        """Register at the actor and replay. The actor answers registration and replay in one
+        turn, and live events that race it are buffered in conn.early, so the seam is exact."""
+        try:
+            res = await self.sessions.attach(conn.user, conn.conn_id, conn.device, since)
+        except ActorUnavailable as e:
+            raise AttachRefused(protocol.UNAVAILABLE, str(e)) from e
+        if res["outcome"] == "too_many_connections":
+            raise AttachRefused(protocol.TOO_MANY_CONNECTIONS, "connection limit for this user")
+        epoch, head = str(res["epoch"]), int(res["head"])
+        if res["outcome"] == "resync":
+            conn.push(
+                protocol.welcome(conn.conn_id, epoch, head, self.settings.heartbeat_s, False),
+                f"{epoch}:{head}",
+            )
+            conn.resync(epoch, head, str(res["reason"]))
+        else:
+            start = int(res["start"])
+            conn.push(
+                protocol.welcome(
+                    conn.conn_id, epoch, start, self.settings.heartbeat_s, bool(res["resumed"])
+                ),
+                f"{epoch}:{start}",
+            )
+            conn.start(epoch, start)
+            await self._replay(conn, res["events"], bool(res["more"]))
+        conn.drain_early()
+        self._check_gap(conn)
+
+    async def _replay(self, conn: Connection, events: list[dict[str, Any]], more: bool) -> None:
+        assert conn.epoch is not None and conn.cursor is not None
+        for rec in events:
+            conn.offer(conn.epoch, EventItem.from_record(rec))
+        while more and not conn.closed.is_set():
+            try:
+                page = await self.sessions.read(conn.user, conn.epoch, conn.cursor.last)
+            except ActorUnavailable as e:
+                raise AttachRefused(protocol.UNAVAILABLE, str(e)) from e
+            if page["resync"]:
+                conn.resync(str(page["epoch"]), int(page["head"]), "too_old")
+                return
+            for rec in page["events"]:
+                conn.offer(conn.epoch, EventItem.from_record(rec))
+            more = conn.cursor.last < int(page["head"]) and bool(page["events"])
+
+    async def remove(self, conn: Connection) -> None:
+        """Forget locally, flush its ack and tell the actor (best effort: the lease covers us)."""
+        if self.conns.pop(conn.conn_id, None) is None:
+            return
+        if not self.conns:
+            self._all_gone.set()
+        if conn.gap_task is not None:
+            conn.gap_task.cancel()
+        ids = self.by_user.get(conn.user, set())
+        ids.discard(conn.conn_id)
+        last = not ids
+        if last:
+            self.by_user.pop(conn.user, None)
+        try:
+            await self._flush_ack(conn)
+            await self.sessions.detach(conn.user, conn.conn_id)
+            if last:
+                await self.sessions.presence_leave([conn.user])
+        except ActorUnavailable as e:
+            log.info("detach of %s left to lease expiry: %s", conn.conn_id, e)
+
+    # -- live events ---------------------------------------------------------------------------
+    def deliver_local(self, user: str, conn_ids: list[str], epoch: str, item: EventItem) -> None:
+        for cid in conn_ids:
+            conn = self.conns.get(cid)
+            if conn is None or conn.user != user:
+                continue  # gone (resumes from the log) or not this user's: never cross users
+            conn.offer(epoch, item)
+            self._check_gap(conn)
+
+    def _check_gap(self, conn: Connection) -> None:
+        if conn.has_gap() and (conn.gap_task is None or conn.gap_task.done()):
+            conn.gap_task = asyncio.create_task(self._fill_gap(conn))
+
+    async def _fill_gap(self, conn: Connection) -> None:
+        # Out-of-order arrivals usually heal within the hold; only then ask the actor.
+        await asyncio.sleep(self.settings.gap_hold_s)
+        if not conn.has_gap() or conn.closed.is_set() or conn.cursor is None or conn.epoch is None:
+            return
+        try:
+            page = await self.sessions.read(conn.user, conn.epoch, conn.cursor.last)
+        except ActorUnavailable as e:
+            log.warning("gap fill for %s failed: %s", conn.conn_id, e)
+            conn.fail(protocol.UNAVAILABLE)
+            return
+        if page["resync"]:
+            conn.resync(str(page["epoch"]), int(page["head"]), "too_old")
+            return
+        for rec in page["events"]:
+            conn.offer(conn.epoch, EventItem.from_record(rec))
+        self._check_gap(conn)
+
+    # -- periodic ------------------------------------------------------------------------------
+    async def _flush_ack(self, conn: Connection) -> None:
+        if conn.pending_ack > conn.acked:
+            seq = conn.pending_ack
+            await self.sessions.ack(conn.user, conn.device, seq)
+            conn.acked = max(conn.acked, seq)
+
+    async def flush_acks(self) -> None:
+        for conn in list(self.conns.values()):
+            try:
+                await self._flush_ack(conn)
+            except ActorUnavailable as e:
+                log.warning("ack flush for %s failed (retried next tick): %s", conn.conn_id, e)
+
+    async def renew_leases(self) -> None:
+        for user, ids in list(self.by_user.items()):
+            try:
+                unknown = await self.sessions.renew(user, sorted(ids))
+            except ActorUnavailable as e:
+                log.warning("lease renew for %s failed: %s", user, e)
+                continue
+            for cid in unknown:
+                # The actor forgot it (lease ran out, e.g. a long stall): attach again from
+                # where the connection is, so nothing is skipped.
+                conn = self.conns.get(cid)
+                if conn is not None and conn.cursor is not None:
+                    self._spawn(self._reattach(conn))
+        try:
+            await self.sessions.presence_sync(sorted(self.by_user), self.settings.lease_s)
+        except ActorUnavailable as e:
+            log.warning("presence sync failed: %s", e)
+
+    async def _reattach(self, conn: Connection) -> None:
+        assert conn.cursor is not None
+        try:
+            await self.attach_again(conn)
+        except AttachRefused as e:
+            conn.fail(e.code)
+
+    async def attach_again(self, conn: Connection) -> None:
+        assert conn.cursor is not None and conn.epoch is not None
+        res = await self.sessions.attach(
+            conn.user, conn.conn_id, conn.device, f"{conn.epoch}:{conn.cursor.last}"
+        )
+        if res["outcome"] == "too_many_connections":
+            raise AttachRefused(protocol.TOO_MANY_CONNECTIONS, "connection limit for this user")
+        if res["outcome"] == "resync":
+            conn.resync(str(res["epoch"]), int(res["head"]), str(res["reason"]))
+            return
+        await self._replay(conn, res["events"], bool(res["more"]))
+
+    async def drain(self, code: protocol.CloseCode) -> None:
+        """Graceful shutdown: close every connection with a reconnect code, then detach."""
+        self.draining = True
+        conns = list(self.conns.values())
+        for conn in conns:
+            conn.fail(code)
+        if self.conns:
+            self._all_gone.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_gone.wait(), 5.0)
+        await asyncio.gather(
+            *(self.remove(c) for c in list(self.conns.values())), return_exceptions=True
+        )

@@ -1,0 +1,419 @@
+"""Client protocol codec and close-code catalogue (docs/protocol.md is the contract).
+
+Pure: no I/O, no clock. Every client frame is untrusted, so decoding is bounded in size, depth
+and string length before any field is looked at, and only ProtocolError ever escapes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn, get_args
+
+import msgpack
+
+Encoding = Literal["json", "msgpack"]
+Scope = Literal["connection", "user"]
+ErrorCode = Literal[
+    "bad_frame", "unknown_type", "bad_field", "frame_too_large", "rate_limited",
+    "filter_too_large", "bad_token", "unavailable",
+]
+
+SUBPROTOCOL_JSON = "tasksync.json.v1"
+SUBPROTOCOL_MSGPACK = "tasksync.msgpack.v1"
+
+ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
+EVENT_TYPES: frozenset[str] = frozenset(
+    {"task_created", "task_updated", "task_deleted", "task_completed"}
+)
+SCOPES: frozenset[str] = frozenset({"connection", "user"})
+MAX_TOKEN = 8192
+MAX_FILTER_ID = 128
+MAX_SEQ = 2**63 - 1  # seqs are int64 everywhere else; bigger is a client bug, not a position
+
+
+def choose_encoding(offered: list[str]) -> tuple[Encoding, str | None]:
+    """Pick the encoding from the client's subprotocol list, honouring the client's order."""
+    for p in offered:
+        if p == SUBPROTOCOL_MSGPACK:
+            return "msgpack", SUBPROTOCOL_MSGPACK
+        if p == SUBPROTOCOL_JSON:
+            return "json", SUBPROTOCOL_JSON
+    return "json", None
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    # allow_nan=False: NaN is not JSON and browsers would reject the whole frame.
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode(frame: dict[str, Any], enc: Encoding) -> str | bytes:
+    if enc == "msgpack":
+        return msgpack.packb(frame, use_bin_type=True)
+    return _dumps(frame)
+
+
+# -- errors -------------------------------------------------------------------------------------
+class ProtocolError(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code: ErrorCode = code
+        self.message = message
+
+
+def _fail(code: ErrorCode, message: str) -> NoReturn:
+    raise ProtocolError(code, message)
+
+
+# -- client frames ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CodecLimits:
+    max_frame_bytes: int = 16384
+    max_depth: int = 8
+    max_filter_items: int = 256
+    max_string: int = 1024
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """None in a dimension means "any"; an empty tuple matches nothing."""
+
+    types: tuple[str, ...] | None = None
+    task_ids: tuple[str, ...] | None = None
+    list_ids: tuple[str, ...] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        def lst(v: tuple[str, ...] | None) -> list[str] | None:
+            return list(v) if v is not None else None
+
+        return {"types": lst(self.types), "task_ids": lst(self.task_ids),
+                "list_ids": lst(self.list_ids)}
+
+
+@dataclass(frozen=True)
+class Ack:
+    seq: int
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    filters: FilterSpec
+    scope: Scope = "connection"
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    scope: Scope = "connection"
+
+
+@dataclass(frozen=True)
+class Ping:
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Pong:
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Refresh:
+    token: str
+
+
+ClientFrame = Ack | Subscribe | Unsubscribe | Ping | Pong | Refresh
+
+
+def to_wire(frame: ClientFrame) -> dict[str, Any]:
+    """The wire dict of a client frame (what a client sends); decode() inverts it."""
+    if isinstance(frame, Ack):
+        return {"type": "ack", "seq": frame.seq}
+    if isinstance(frame, Subscribe):
+        wire = {k: v for k, v in frame.filters.to_wire().items() if v is not None}
+        return {"type": "subscribe", "filters": wire, "scope": frame.scope}
+    if isinstance(frame, Unsubscribe):
+        return {"type": "unsubscribe", "scope": frame.scope}
+    if isinstance(frame, Refresh):
+        return {"type": "refresh", "token": frame.token}
+    name = "ping" if isinstance(frame, Ping) else "pong"
+    return {"type": name} if frame.ts is None else {"type": name, "ts": frame.ts}
+
+
+def decode(raw: str | bytes, enc: Encoding, limits: CodecLimits) -> ClientFrame:
+    _check_size(raw, limits.max_frame_bytes)
+    obj = _parse_json(raw) if enc == "json" else _parse_msgpack(raw, limits)
+    if not isinstance(obj, dict):
+        _fail("bad_frame", "frame must be an object")
+    _check_tree(obj, limits)
+    return _frame(obj, limits)
+
+
+def _check_size(raw: str | bytes, limit: int) -> None:
+    n = len(raw)
+    if isinstance(raw, str) and n <= limit:
+        # surrogatepass: measure even unencodable text; it is refused later as bad_frame.
+        n = len(raw.encode("utf-8", "surrogatepass"))
+    if n > limit:
+        _fail("frame_too_large", f"frame is {n} bytes, limit {limit}")
+
+
+def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+    # Duplicate keys would let two parsers see two different frames; refuse the ambiguity.
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if not isinstance(k, str):
+            _fail("bad_frame", "map keys must be strings")
+        if k in out:
+            _fail("bad_frame", f"duplicate key {k[:64]!r}")
+        out[k] = v
+    return out
+
+
+def _parse_json(raw: str | bytes) -> Any:
+    if not isinstance(raw, str):
+        _fail("bad_frame", "binary frame on a JSON connection")
+    try:
+        return json.loads(raw, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        # The C scanner recurses per nesting level; deep input hits the interpreter limit.
+        _fail("bad_frame", "nesting too deep")
+    except ValueError as e:
+        _fail("bad_frame", f"invalid JSON: {str(e)[:100]}")
+
+
+def _reject_ext(code: int, data: bytes) -> NoReturn:
+    _fail("bad_frame", f"msgpack extension type {code} not allowed")
+
+
+def _parse_msgpack(raw: str | bytes, limits: CodecLimits) -> Any:
+    if isinstance(raw, str):
+        _fail("bad_frame", "text frame on a msgpack connection")
+    # unpackb has no max_buffer_size (only Unpacker does); the input size is already checked,
+    # and these caps stop a tiny header from announcing a huge container.
+    n = limits.max_frame_bytes
+    try:
+        return msgpack.unpackb(
+            raw, raw=False, strict_map_key=True, object_pairs_hook=_unique_keys,
+            ext_hook=_reject_ext, max_str_len=n, max_bin_len=n, max_ext_len=n,
+            max_array_len=n, max_map_len=n // 2,
+        )
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as e:
+        # ValueError covers FormatError, StackError (too deep), ExtraData, bad UTF-8, truncation.
+        _fail("bad_frame", f"invalid msgpack: {type(e).__name__}")
+
+
+def _check_tree(root: dict[str, Any], limits: CodecLimits) -> None:
+    """Iterative walk: bounded depth, JSON-like types only, bounded UTF-8-clean strings."""
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while stack:
+        v, depth, is_token = stack.pop()
+        if isinstance(v, str):
+            if len(v) > (MAX_TOKEN if is_token else limits.max_string):
+                _fail("bad_field", "string too long")
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                # Lone surrogates parse from JSON escapes but cannot be re-sent as UTF-8.
+                _fail("bad_frame", "string is not valid Unicode")
+        elif isinstance(v, dict | list):
+            if depth > limits.max_depth:
+                _fail("bad_frame", f"nesting deeper than {limits.max_depth}")
+            if isinstance(v, dict):
+                for k, item in v.items():
+                    stack.append((k, depth, False))
+                    stack.append((item, depth + 1, v is root and k == "token"))
+            else:
+                stack.extend((item, depth + 1, False) for item in v)
+        elif v is not None and not isinstance(v, bool | int | float):
+            # bytes, ExtType, Timestamp: valid msgpack, but not part of the protocol's data model.
+            _fail("bad_frame", f"unsupported value type {type(v).__name__}")
+
+
+def _scope(obj: dict[str, Any]) -> Scope:
+    s = obj.get("scope", "connection")
+    if s == "connection":
+        return "connection"
+    if s == "user":
+        return "user"
+    _fail("bad_field", "scope must be 'connection' or 'user'")
+
+
+def _ts(obj: dict[str, Any]) -> float | None:
+    ts = obj.get("ts")
+    if ts is None:
+        return None
+    if isinstance(ts, int | float) and not isinstance(ts, bool):
+        try:
+            f = float(ts)
+        except OverflowError:
+            f = math.inf
+        if math.isfinite(f):
+            return f
+    _fail("bad_field", "ts must be a finite number")
+
+
+def _filter_id(v: Any, field: str) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 10**MAX_FILTER_ID:
+        v = str(v)
+    if isinstance(v, str) and 1 <= len(v) <= MAX_FILTER_ID:
+        return v
+    _fail("bad_field", f"{field} items must be strings or integers of 1..{MAX_FILTER_ID} chars")
+
+
+def _filters(raw: Any, limits: CodecLimits) -> FilterSpec:
+    if not isinstance(raw, dict):
+        _fail("bad_field", "filters must be an object")
+    unknown = set(raw) - {"types", "task_ids", "list_ids"}
+    if unknown:
+        # A misspelt dimension would silently mean "any" and widen the subscription.
+        _fail("bad_field", f"unknown filter key {sorted(unknown)[0][:64]!r}")
+    lists: dict[str, list[Any] | None] = {}
+    for key in ("types", "task_ids", "list_ids"):
+        v = raw.get(key)
+        if v is not None and not isinstance(v, list):
+            _fail("bad_field", f"filters.{key} must be a list")
+        lists[key] = v
+    total = sum(len(v) for v in lists.values() if v is not None)
+    if total > limits.max_filter_items:
+        _fail("filter_too_large", f"{total} filter items, limit {limits.max_filter_items}")
+
+    def norm(key: str) -> tuple[str, ...] | None:
+        items = lists[key]
+        if items is None:
+            return None
+        if key == "types":
+            bad = [t for t in items if not isinstance(t, str) or t not in EVENT_TYPES]
+            if bad:
+                _fail("bad_field", "filters.types items must be event types")
+            return tuple(dict.fromkeys(items))
+        return tuple(dict.fromkeys(_filter_id(v, f"filters.{key}") for v in items))
+
+    return FilterSpec(types=norm("types"), task_ids=norm("task_ids"), list_ids=norm("list_ids"))
+
+
+def _frame(obj: dict[str, Any], limits: CodecLimits) -> ClientFrame:
+    # Unknown top-level fields are ignored (already bounded by _check_tree) so that newer
+    # clients can add optional fields without breaking older servers.
+    t = obj.get("type")
+    if t == "ack":
+        seq = obj.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_SEQ:
+            return Ack(seq)
+        _fail("bad_field", "seq must be a non-negative integer")
+    if t == "subscribe":
+        if "filters" not in obj:
+            _fail("bad_field", "filters is required")
+        return Subscribe(_filters(obj["filters"], limits), _scope(obj))
+    if t == "unsubscribe":
+        return Unsubscribe(_scope(obj))
+    if t == "ping":
+        return Ping(_ts(obj))
+    if t == "pong":
+        return Pong(_ts(obj))
+    if t == "refresh":
+        token = obj.get("token")
+        if isinstance(token, str) and 1 <= len(token) <= MAX_TOKEN:
+            return Refresh(token)
+        _fail("bad_field", f"token must be a string of 1..{MAX_TOKEN} chars")
+    _fail("unknown_type", "type missing or not a client frame type")
+
+
+# -- server frames ------------------------------------------------------------------------------
+def welcome(conn_id: str, epoch: str, seq: int, heartbeat: float, resumed: bool) -> dict[str, Any]:
+    return {"type": "welcome", "conn_id": conn_id, "epoch": epoch, "seq": seq,
+            "heartbeat": heartbeat, "resumed": resumed}
+
+
+def event_frame(type: str, seq: int, id: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": type, "seq": seq, "id": id, "data": data}
+
+
+def resync_required(epoch: str, seq: int, reason: str) -> dict[str, Any]:
+    return {"type": "resync_required", "epoch": epoch, "seq": seq, "reason": reason}
+
+
+def ping(ts: float) -> dict[str, Any]:
+    return {"type": "ping", "ts": ts}
+
+
+def pong(ts: float) -> dict[str, Any]:
+    return {"type": "pong", "ts": ts}
+
+
+def subscribed(filters: dict[str, Any] | None, scope: str) -> dict[str, Any]:
+    return {"type": "subscribed", "filters": filters, "scope": scope}
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    # code is a str, not ErrorCode: SSE also sends close-code names here (see docs).
+    return {"type": "error", "code": code, "message": message}
+
+
+# -- close codes --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CloseCode:
+    code: int
+    name: str
+    reconnect: bool
+    resume: bool  # False where the docs have a dash: no reconnect, so nothing to resume
+    action: str
+
+
+NORMAL = CloseCode(1000, "normal", False, False, "closed on purpose")
+FRAME_TOO_LARGE = CloseCode(1009, "frame_too_large", True, True, "fix the sender, reconnect")
+UNAUTHORIZED = CloseCode(4001, "unauthorized", False, False, "get a valid token first")
+TOKEN_EXPIRED = CloseCode(4002, "token_expired", True, True, "refresh the token, then reconnect")
+FORBIDDEN_ORIGIN = CloseCode(4003, "forbidden_origin", False, False, "page origin not allowed")
+PROTOCOL_ERROR = CloseCode(
+    4004, "protocol_error", True, True, "repeated malformed frames; reconnect with backoff"
+)
+RATE_LIMITED = CloseCode(4008, "rate_limited", True, True, "back off, reconnect")
+TOO_MANY_CONNECTIONS = CloseCode(
+    4009, "too_many_connections", True, True, "back off (another device/tab must close first)"
+)
+SLOW_CONSUMER = CloseCode(
+    4010, "slow_consumer", True, True, "reconnect at once and resume: nothing is lost"
+)
+SERVER_SHUTDOWN = CloseCode(
+    4011, "server_shutdown", True, True,
+    "replica going away: reconnect (any replica) at once and resume",
+)
+HEARTBEAT_TIMEOUT = CloseCode(
+    4012, "heartbeat_timeout", True, True, "no frame within the heartbeat timeout"
+)
+HANDSHAKE_TIMEOUT = CloseCode(4013, "handshake_timeout", True, True, "handshake too slow")
+INTERNAL_ERROR = CloseCode(4500, "internal_error", True, True, "back off, reconnect")
+UNAVAILABLE = CloseCode(4503, "unavailable", True, True, "session store unreachable, back off")
+
+CLOSE_CODES: dict[int, CloseCode] = {
+    c.code: c
+    for c in (
+        NORMAL, FRAME_TOO_LARGE, UNAUTHORIZED, TOKEN_EXPIRED, FORBIDDEN_ORIGIN, PROTOCOL_ERROR,
+        RATE_LIMITED, TOO_MANY_CONNECTIONS, SLOW_CONSUMER, SERVER_SHUTDOWN, HEARTBEAT_TIMEOUT,
+        HANDSHAKE_TIMEOUT, INTERNAL_ERROR, UNAVAILABLE,
+    )
+}
+
+
+# -- SSE ----------------------------------------------------------------------------------------
+def _sse_line_safe(text: str, what: str) -> None:
+    # CR or LF would end the field early and let the rest be parsed as new SSE fields.
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"SSE {what} must not contain CR or LF")
+
+
+def format_sse(frame: dict[str, Any], event_id: str | None) -> str:
+    data = _dumps(frame)  # JSON escapes control characters, so this is one line
+    if event_id is None:
+        return f"data: {data}\n\n"
+    _sse_line_safe(event_id, "id")
+    if not event_id or "\0" in event_id:
+        # Browsers ignore ids with NUL and an empty id resets Last-Event-ID: both break resume.
+        raise ValueError("SSE id must be non-empty and must not contain NUL")
+    return f"id: {event_id}\ndata: {data}\n\n"
+
+
+def sse_comment(text: str) -> str:
+    _sse_line_safe(text, "comment")
+    return f": {text}\n\n"

@@ -1,0 +1,155 @@
+"""Server-Sent Events fallback: the same Connection as /ws, written as an event stream.
+
+The SSE `id` of every event is its resume position `epoch:seq`, so the browser's automatic
+reconnect (Last-Event-ID) resumes exactly. Client frames arrive as small authenticated POSTs.
+"""
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from actors.session_core import Position
+from gateway import protocol
+from gateway.auth import AuthError, Identity, verify
+from gateway.connection import Connection
+from gateway.context import Context
+from gateway.ratelimit import TokenBucket
+from gateway.transport_ws import DEVICE_RE, bearer, origin_allowed
+
+RETRY_MS = 1000
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"type": "error", "code": code, "message": message}, status_code=status)
+
+
+def authenticate(request: Request, ctx: Context) -> Identity | JSONResponse:
+    token = bearer(request.headers.get("authorization")) or request.query_params.get("token")
+    try:
+        return verify(ctx.auth, token or "")
+    except AuthError as e:
+        return _error(401, e.code, e.message)
+
+
+def _one_shot(frame: dict[str, Any], retry_ms: int) -> StreamingResponse:
+    async def body() -> AsyncIterator[str]:
+        yield f"retry: {retry_ms}\n\n"
+        yield protocol.format_sse(frame, None)
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+async def sse_endpoint(request: Request, ctx: Context) -> Response:
+    s = ctx.settings
+    if ctx.hub.draining:
+        return _one_shot(protocol.error("server_shutdown", "replica is shutting down"), RETRY_MS)
+    if not origin_allowed(
+        request.headers.get("origin"), request.headers.get("host"), s.allowed_origins
+    ):
+        return _error(403, "forbidden_origin", "origin not allowed")
+    ident = authenticate(request, ctx)
+    if isinstance(ident, JSONResponse):
+        return ident
+    device = request.query_params.get("device") or uuid.uuid4().hex[:16]
+    since = request.headers.get("last-event-id") or request.query_params.get("since") or None
+    if not DEVICE_RE.match(device):
+        return _error(400, "bad_field", "bad device id")
+    if since is not None:
+        try:
+            Position.parse(since)
+        except ValueError:
+            return _error(400, "bad_field", "bad since position / Last-Event-ID")
+
+    conn = ctx.hub.new_connection(ident.user, device, "sse", ident.expires_at)
+    try:
+        await asyncio.wait_for(ctx.hub.attach(conn, since), s.handshake_timeout_s)
+    except TimeoutError:
+        await ctx.hub.remove(conn)
+        return _one_shot(
+            protocol.error("handshake_timeout", "session attach took too long"), RETRY_MS
+        )
+    except ctx.attach_refused as e:
+        await ctx.hub.remove(conn)
+        return _one_shot(protocol.error(e.code.name, str(e)), 5000)
+
+    return StreamingResponse(
+        _stream(conn, ctx),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
+    s = ctx.settings
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        while True:
+            if conn.expires_at <= time.time():
+                conn.fail(protocol.TOKEN_EXPIRED)
+            if conn.closed.is_set():
+                code = conn.close_code or protocol.NORMAL
+                if code is not protocol.NORMAL:
+                    yield protocol.format_sse(protocol.error(code.name, code.action), None)
+                return
+            get = asyncio.create_task(conn.queue.get())
+            closed = asyncio.create_task(conn.closed.wait())
+            done, _ = await asyncio.wait(
+                {get, closed}, timeout=s.heartbeat_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            closed.cancel()
+            if get in done:
+                frame, sse_id = get.result()
+                yield protocol.format_sse(frame, sse_id if _has_position(frame) else None)
+            else:
+                get.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await get
+                if not done:
+                    yield protocol.sse_comment(f"ping {int(time.time())}")
+    finally:
+        await ctx.hub.remove(conn)
+
+
+def _has_position(frame: dict[str, Any]) -> bool:
+    # Only frames that move the position carry an id (so Last-Event-ID is always a position).
+    return frame.get("type") in ("welcome", "resync_required") or (
+        "seq" in frame and "data" in frame
+    )
+
+
+async def sse_post(request: Request, ctx: Context, conn_id: str, action: str) -> Response:
+    ident = authenticate(request, ctx)
+    if isinstance(ident, JSONResponse):
+        return ident
+    conn = ctx.hub.conns.get(conn_id)
+    if conn is None or conn.user != ident.user or conn.transport != "sse":
+        # Same answer for "not here" and "not yours": no probing of other users' ids.
+        return _error(404, "not_found", "no such SSE connection on this replica")
+    if conn.bucket is None:
+        conn.bucket = TokenBucket(ctx.settings.rate_per_s, ctx.settings.rate_burst)
+    if not conn.bucket.allow(time.monotonic()):
+        return _error(429, "rate_limited", "too many requests; slow down")
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else {}
+        if not isinstance(body, dict):
+            raise ValueError
+    except ValueError:
+        return _error(400, "bad_frame", "body must be a JSON object")
+    body["type"] = action
+    limits = protocol.CodecLimits(
+        max_frame_bytes=ctx.settings.max_frame_bytes, max_filter_items=ctx.settings.max_filter_items
+    )
+    try:
+        frame = protocol.decode(json.dumps(body), "json", limits)
+    except protocol.ProtocolError as e:
+        return _error(413 if e.code == "frame_too_large" else 400, e.code, e.message)
+    await ctx.frames.handle(conn, frame)
+    return JSONResponse({"ok": True})

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Build daprd, placement and scheduler from Go modules (no release downloads here).
+# The dapr CLI is not built: the Go proxy here refuses github.com/dapr/cli v1.13-v1.18 (403) and
+# the /@v/list of it, so scripts/devrun.py reads dapr.yaml and starts the processes itself.
+# 1.18.2, not 1.18.3: the Go proxy here refuses durabletask-go v0.12.4 (403), which 1.18.3 requires.
+# Idempotent: binaries are cached outside the work tree, keyed by version.
+set -euo pipefail
+
+DAPR_VERSION="${DAPR_VERSION:-1.18.2}"
+CACHE_ROOT="${TASKSYNC_CACHE:-$HOME/.cache/tasksync}"
+OUT="$CACHE_ROOT/dapr-$DAPR_VERSION"
+STAMP="$OUT/.built"
+
+log() { printf '[install-dapr] %s\n' "$*" >&2; }
+
+if [[ -f "$STAMP" && -x "$OUT/daprd" && -x "$OUT/placement" && -x "$OUT/scheduler" ]]; then
+  log "cached: $OUT (Dapr $DAPR_VERSION)"
+  echo "$OUT"
+  exit 0
+fi
+
+command -v go >/dev/null || { log "go is not installed"; exit 1; }
+mkdir -p "$OUT"
+export CGO_ENABLED=0
+start=$(date +%s)
+
+log "downloading github.com/dapr/dapr@v$DAPR_VERSION from the Go module proxy"
+SRC_DIR=$(go mod download -json "github.com/dapr/dapr@v$DAPR_VERSION" \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit("go mod download: "+d.get("Error","no Dir")))')
+BUILD_DIR="$CACHE_ROOT/src/dapr-$DAPR_VERSION"
+if [[ ! -f "$BUILD_DIR/go.mod" ]]; then
+  rm -rf "$BUILD_DIR"; mkdir -p "$(dirname "$BUILD_DIR")"
+  cp -r "$SRC_DIR" "$BUILD_DIR"; chmod -R u+w "$BUILD_DIR"
+fi
+
+log "building daprd, placement, scheduler (-tags stablecomponents); this takes many minutes on 2 cores"
+( cd "$BUILD_DIR" && go build -trimpath -tags stablecomponents -ldflags "-s -w \
+    -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_VERSION \
+    -X github.com/dapr/kit/logger.DaprVersion=$DAPR_VERSION" \
+    -o "$OUT/" ./cmd/daprd ./cmd/placement ./cmd/scheduler )
+
+rm -rf "$BUILD_DIR"  # sources are re-downloadable; keep only the binaries
+"$OUT/daprd" --version >&2
+touch "$STAMP"
+log "built in $(( $(date +%s) - start ))s -> $OUT ($(du -sh "$OUT" | cut -f1))"
+echo "$OUT"

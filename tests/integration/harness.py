@@ -1,0 +1,145 @@
+"""Test-side helpers: publishing through a real daprd, a raw WebSocket client, actor calls."""
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import httpx
+import websockets
+
+from actors.wire import pack, unpack
+from devtools.topology import Topology
+from gateway.auth import mint_hs256
+
+SECRET = "integration-test-secret-0123456789abcdef"
+
+
+def token(user: str, ttl: float = 3600, **extra: Any) -> str:
+    return mint_hs256(SECRET, user, ttl, **extra)
+
+
+def gw_port(topo: Topology, replica: str) -> int:
+    return topo.apps[f"gateway-{replica}"].app_port
+
+
+async def publish(topo: Topology, payload: dict[str, Any], via: str = "producer") -> None:
+    app = topo.apps[via]
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.post(
+            f"http://127.0.0.1:{app.http_port}/v1.0/publish/pubsub/task-updates",
+            json=payload,
+            headers={"dapr-api-token": topo.api_token},
+        )
+    assert r.status_code == 204, r.text
+
+
+def event(
+    kind: str, task_id: int, audience: list[str] | None = None, **data: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "type": kind,
+        "data": {"id": task_id, "title": f"t{task_id}", **data},
+    }
+    if audience is not None:
+        body["audience"] = audience
+    return body
+
+
+async def actor(
+    topo: Topology, actor_type: str, actor_id: str, method: str, req: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    app = topo.apps["sessions"]
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.put(
+            f"http://127.0.0.1:{app.http_port}/v1.0/actors/{actor_type}/{actor_id}/method/{method}",
+            content=pack(req or {}),
+            headers={"dapr-api-token": topo.api_token},
+        )
+    assert r.status_code == 200, r.text
+    return unpack(r.content)
+
+
+def redis_cli(topo: Topology, *args: str) -> str:
+    return subprocess.run(
+        ["redis-cli", "-p", str(topo.redis_port), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+
+
+class WsClient:
+    """A deliberately raw client: tests see exactly the frames the server sends."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self.welcome: dict[str, Any] = {}
+
+    @staticmethod
+    async def connect(
+        topo: Topology,
+        replica: str,
+        user: str,
+        device: str | None = None,
+        since: str | None = None,
+        tok: str | None = None,
+        **kw: Any,
+    ) -> "WsClient":
+        q = f"device={device or uuid.uuid4().hex[:12]}"
+        if since:
+            q += f"&since={since}"
+        url = f"ws://127.0.0.1:{gw_port(topo, replica)}/ws?{q}"
+        headers = {"Authorization": f"Bearer {tok or token(user)}"}
+        ws = await websockets.connect(url, additional_headers=headers, open_timeout=15, **kw)
+        c = WsClient(ws)
+        c.welcome = await c.next_frame(15)
+        return c
+
+    async def next_frame(self, timeout: float = 10) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        frame: dict[str, Any] = (
+            json.loads(raw) if isinstance(raw, str) else __import__("msgpack").unpackb(raw)
+        )
+        self.frames.append(frame)
+        return frame
+
+    async def events(self, n: int, timeout: float = 20) -> list[dict[str, Any]]:
+        """The next n event frames (other frame types are recorded but skipped)."""
+        out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"got {len(out)} of {n} events: {out[-3:]}")
+            f = await self.next_frame(left)
+            if "seq" in f and "data" in f:
+                out.append(f)
+            elif f.get("type") == "ping":
+                await self.send({"type": "pong"})
+        return out
+
+    async def quiet(self, window: float) -> list[dict[str, Any]]:
+        """Frames (except pings) that arrive within `window` seconds: used to prove absence,
+        always after a positive barrier event so the window is not a readiness guess."""
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + window
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                f = await self.next_frame(left)
+            except TimeoutError:
+                break
+            if f.get("type") not in ("ping", "pong"):
+                got.append(f)
+        return got
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def close(self) -> None:
+        await self.ws.close()

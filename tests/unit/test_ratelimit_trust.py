@@ -1,0 +1,25 @@
+import pytest
+
+from gateway.dapr_trust import token_ok
+from gateway.ratelimit import TokenBucket
+
+
+def test_bucket_allows_burst_then_refills() -> None:
+    b = TokenBucket(rate_per_s=2, burst=3)
+    assert [b.allow(0.0) for _ in range(4)] == [True, True, True, False]
+    assert b.allow(0.5) is True  # one token back after 0.5 s at 2/s
+    assert b.allow(0.5) is False
+
+
+@pytest.mark.parametrize(
+    ("expected", "presented", "ok"),
+    [
+        pytest.param("s3cret", b"s3cret", True, id="match"),
+        pytest.param("s3cret", b"s3creT", False, id="mismatch"),
+        pytest.param("s3cret", None, False, id="missing"),
+        pytest.param("s3cret", b"", False, id="empty"),
+        pytest.param(None, None, True, id="unconfigured-dev"),
+    ],
+)
+def test_app_token_check(expected: str | None, presented: bytes | None, ok: bool) -> None:
+    assert token_ok(expected, presented) is ok
