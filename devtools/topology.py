@@ -63,7 +63,7 @@ class Topology:
         self.config = (
             ROOT / common.get("configFilePath", "components/config/config.yaml")
         ).resolve()
-        self.log_level = common.get("logLevel", "warn")
+        self.log_level = os.environ.get("TASKSYNC_DAPR_LOG_LEVEL", common.get("logLevel", "warn"))
         self.redis_port = 6390 if fixed_ports else free_port()
         self.placement_port = 50005 if fixed_ports else free_port()
         self.api_token = secrets.token_urlsafe(24)  # app -> daprd

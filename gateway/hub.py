@@ -80,10 +80,7 @@ class Hub:
             expires_at=expires_at,
         )
         self.conns[conn.conn_id] = conn
-        first = user not in self.by_user
         self.by_user.setdefault(user, set()).add(conn.conn_id)
-        if first:
-            self._spawn(self._presence_join(user))
         return conn
 
     async def _presence_join(self, user: str) -> None:
@@ -95,6 +92,9 @@ class Hub:
     async def attach(self, conn: Connection, since: str | None) -> None:
         """Register at the actor and replay. The actor answers registration and replay in one
         turn, and live events that race it are buffered in conn.early, so the seam is exact."""
+        if self.by_user.get(conn.user) == {conn.conn_id}:
+            # Before the welcome, so a broadcast right after connecting already counts us.
+            await self._presence_join(conn.user)
         try:
             res = await self.sessions.attach(conn.user, conn.conn_id, conn.device, since)
         except ActorUnavailable as e:

@@ -138,7 +138,8 @@ def _is_number(v: Any) -> bool:
 
 
 def _check_tree(root: dict[str, Any], limits: TopicLimits) -> None:
-    """Iterative walk: depth, JSON types only, finite floats, bounded UTF-8-clean strings."""
+    """Iterative walk: depth, JSON types only, finite floats, 64-bit ints, bounded UTF-8-clean
+    strings. Everything accepted can be re-encoded for clients as JSON and as msgpack."""
     stack: list[tuple[Any, int]] = [(root, 1)]
     while stack:
         v, depth = stack.pop()
@@ -164,7 +165,10 @@ def _check_tree(root: dict[str, Any], limits: TopicLimits) -> None:
         elif isinstance(v, float):
             if not math.isfinite(v):
                 _fail("bad_json", "NaN/Infinity are not JSON")  # would break re-encoding
-        elif v is not None and not isinstance(v, bool | int):
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if not -(2**63) <= v < 2**64:
+                _fail("bad_json", "integer out of 64-bit range")  # msgpack clients can't get it
+        elif v is not None and not isinstance(v, bool):
             _fail("bad_json", f"unsupported value type {type(v).__name__}")
 
 
