@@ -31,11 +31,10 @@ class Presence(Actor, PresenceInterface):
             users = [str(u) for u in req.get("users", [])]
             replica = str(req.get("replica", ""))
             if mode == "renew":
-                lease = float(req.get("lease", 30.0))
-                if req.get("full"):
-                    core.sync(state, replica, users, now, lease)
-                else:
-                    core.join(state, replica, users, now, lease)
+                # Renewal only ever adds: a periodic full list that removed absentees would race
+                # with a join that happened after the list was taken. Departures are explicit
+                # (leave) or expire with their lease.
+                core.join(state, replica, users, now, float(req.get("lease", 30.0)))
             elif mode == "leave":
                 core.leave(state, replica, users, now)
             else:

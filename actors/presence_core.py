@@ -47,15 +47,6 @@ def join(state: PresenceState, replica: str, users: list[str], now: float, lease
     prune(state, now)
 
 
-def sync(state: PresenceState, replica: str, users: list[str], now: float, lease: float) -> None:
-    """Replace everything this replica said before with its current full list."""
-    keep = set(users)
-    for user, reps in state.users.items():
-        if user not in keep:
-            reps.pop(replica, None)
-    join(state, replica, users, now, lease)
-
-
 def leave(state: PresenceState, replica: str, users: list[str], now: float) -> None:
     for user in users:
         state.users.get(user, {}).pop(replica, None)

@@ -7,6 +7,7 @@ All writes of one call go to daprd as one transaction (save_state), so meta and 
 """
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -24,6 +25,9 @@ log = logging.getLogger("actors.session")
 
 META_KEY = "meta"
 REPLAY_PAGE = 500  # events per attach/read answer; the gateway pages for more
+# Bytes per answer: daprd refuses bodies over 4 MiB (dapr-http-max-request-size), so a page of
+# large events must stop early rather than fail the whole replay.
+REPLAY_BYTES = 1 << 20
 
 
 def _limits_from_env() -> core.Limits:
@@ -62,19 +66,26 @@ class UserSession(Actor, UserSessionInterface):
         await self._state_manager.save_state()
 
     async def _read_events(self, first: int, last: int) -> list[dict[str, Any]]:
-        """Events are immutable once written: read them past the state cache."""
+        """Events first..last, cut short after REPLAY_BYTES (always at least one). Events are
+        immutable once written, so they are read past the state cache."""
         provider = self._runtime_ctx.state_provider
         actor_type = self._runtime_ctx.actor_type_info.type_name
         seqs = list(range(first, last + 1))
         out: list[dict[str, Any]] = []
-        for i in range(0, len(seqs), 64):
-            chunk = seqs[i : i + 64]
+        size = 0
+        for i in range(0, len(seqs), 16):
+            if out and size >= REPLAY_BYTES:
+                break
+            chunk = seqs[i : i + 16]
             got = await asyncio.gather(
                 *(provider.try_load_state(actor_type, self.id.id, ev_key(s)) for s in chunk)
             )
             for seq, (found, raw) in zip(chunk, got, strict=True):
                 if not found:
                     raise LookupError(f"event {seq} missing from the log")
+                if out and size >= REPLAY_BYTES:
+                    break
+                size += len(json.dumps(raw))
                 out.append(raw)
         return out
 
@@ -151,8 +162,9 @@ class UserSession(Actor, UserSessionInterface):
                 return pack(out)
             last = min(res.head, res.replay_from + REPLAY_PAGE - 1)
             if res.outcome == "ok" and res.replay_from <= last:
-                out["events"] = await self._read_events(res.replay_from, last)
-                out["more"] = last < res.head
+                events = await self._read_events(res.replay_from, last)
+                out["events"] = events
+                out["more"] = int(events[-1]["seq"]) < res.head
             await self._save(meta, [])
             return pack(out)
 

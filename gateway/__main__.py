@@ -29,11 +29,14 @@ def main() -> None:
         app,
         host=os.environ.get("TASKSYNC_BIND", "127.0.0.1"),
         port=int(os.environ.get("APP_PORT", "8001")),
-        ws="websockets",
+        # The sans-I/O implementation waits while the socket's write buffer is over its
+        # high-water mark; the legacy one buffered a non-reading client's frames without limit
+        # (measured: 9 MB for one client), so slow consumers were never detected.
+        ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes,
-        # Protocol-level pings too: they catch dead TCP peers that never answer.
-        ws_ping_interval=settings.heartbeat_s,
-        ws_ping_timeout=settings.heartbeat_timeout_s,
+        # Liveness is the app-level heartbeat (close 4012), so every close a client sees comes
+        # from our catalogue; uvicorn's own ping would close with a bare 1011 instead.
+        ws_ping_interval=None,
         timeout_graceful_shutdown=10,
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
         proxy_headers=False,

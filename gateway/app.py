@@ -96,6 +96,12 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
             return {"status": "DROP"}
         return {"status": "SUCCESS"}
 
+    @app.get("/internal/connections")
+    async def connections() -> list[dict[str, Any]]:
+        """Operator view of this replica's connections (behind the Dapr token like all of
+        /internal/)."""
+        return [c.describe() for c in ctx.hub.conns.values()]
+
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
         await websocket_endpoint(websocket, ctx)

@@ -31,6 +31,10 @@ class Settings:
     send_queue_max: int = field(
         default_factory=lambda: int(_env("TASKSYNC_SEND_QUEUE_MAX", "1000"))
     )
+    # A single write that stalls this long means the client stopped reading: slow consumer.
+    send_timeout_s: float = field(
+        default_factory=lambda: float(_env("TASKSYNC_SEND_TIMEOUT_SECONDS", "10"))
+    )
     gap_hold_s: float = field(
         default_factory=lambda: float(_env("TASKSYNC_GAP_HOLD_SECONDS", "0.5"))
     )

@@ -72,7 +72,21 @@ class Connection:
         self.closed = asyncio.Event()
         self.close_code: protocol.CloseCode | None = None
         self.gap_task: asyncio.Task[None] | None = None
+        self.background: asyncio.Task[None] | None = None  # e.g. an SSE replay
+        self.pending_replay: tuple[list[dict[str, Any]], bool] | None = None
+        self.replaying = True  # until the first replay is done: gaps are the replay's job
+        self._room = asyncio.Event()  # set by the writer whenever it takes a frame
         self.bucket: TokenBucket | None = None  # SSE POST rate limit (WS keeps its own)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "conn_id": self.conn_id, "user": self.user, "device": self.device,
+            "transport": self.transport, "epoch": self.epoch,
+            "last_seq": self.cursor.last if self.cursor else None,
+            "held": self.cursor.held if self.cursor else 0, "queued": self.queue.qsize(),
+            "closed": self.closed.is_set(),
+            "close_code": self.close_code.code if self.close_code else None,
+        }
 
     # -- sending -------------------------------------------------------------------------
     def push(self, frame: dict[str, Any], sse_id: str | None = None) -> None:
@@ -83,6 +97,23 @@ class Connection:
         except asyncio.QueueFull:
             # It can't keep up; the log has everything, so close and let it resume.
             self.fail(protocol.SLOW_CONSUMER)
+
+    async def next_out(self) -> Outgoing:
+        """For the transport's writer: the next frame to send."""
+        item = await self.queue.get()
+        self._room.set()
+        return item
+
+    async def wait_room(self, stall_s: float) -> None:
+        """Replays are paced by the writer instead of overflowing the queue: wait while the
+        queue is over half full. A writer that makes no progress for `stall_s` is a slow
+        consumer."""
+        while self.queue.qsize() > self.queue.maxsize // 2 and not self.closed.is_set():
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), stall_s)
+            except TimeoutError:
+                self.fail(protocol.SLOW_CONSUMER)
 
     def fail(self, code: protocol.CloseCode) -> None:
         if not self.closed.is_set():

@@ -90,8 +90,13 @@ class Hub:
             log.warning("presence join %s failed (the periodic sync retries): %s", user, e)
 
     async def attach(self, conn: Connection, since: str | None) -> None:
-        """Register at the actor and replay. The actor answers registration and replay in one
-        turn, and live events that race it are buffered in conn.early, so the seam is exact."""
+        await self.register(conn, since)
+        await self.replay(conn)
+
+    async def register(self, conn: Connection, since: str | None) -> None:
+        """Register at the actor: it records the connection and reads the first replay page in
+        one turn, and live events that race it wait in conn.early/the cursor, so the seam is
+        exact. The replay itself is sent by replay(), paced by the client."""
         if self.by_user.get(conn.user) == {conn.conn_id}:
             # Before the welcome, so a broadcast right after connecting already counts us.
             await self._presence_join(conn.user)
@@ -117,13 +122,27 @@ class Hub:
                 f"{epoch}:{start}",
             )
             conn.start(epoch, start)
-            await self._replay(conn, res["events"], bool(res["more"]))
+            conn.pending_replay = (list(res["events"]), bool(res["more"]))
+
+    async def replay(self, conn: Connection) -> None:
+        events, more = conn.pending_replay or ([], False)
+        conn.pending_replay = None
+        try:
+            if conn.cursor is not None and conn.epoch is not None:
+                await self._replay(conn, events, more)
+        except AttachRefused as e:
+            conn.fail(e.code)
+            return
+        finally:
+            conn.replaying = False
         conn.drain_early()
         self._check_gap(conn)
 
     async def _replay(self, conn: Connection, events: list[dict[str, Any]], more: bool) -> None:
         assert conn.epoch is not None and conn.cursor is not None
+        pace = self.settings.send_timeout_s
         for rec in events:
+            await conn.wait_room(pace)
             conn.offer(conn.epoch, EventItem.from_record(rec))
         while more and not conn.closed.is_set():
             try:
@@ -134,6 +153,7 @@ class Hub:
                 conn.resync(str(page["epoch"]), int(page["head"]), "too_old")
                 return
             for rec in page["events"]:
+                await conn.wait_room(pace)
                 conn.offer(conn.epoch, EventItem.from_record(rec))
             more = conn.cursor.last < int(page["head"]) and bool(page["events"])
 
@@ -143,8 +163,9 @@ class Hub:
             return
         if not self.conns:
             self._all_gone.set()
-        if conn.gap_task is not None:
-            conn.gap_task.cancel()
+        for task in (conn.gap_task, conn.background):
+            if task is not None:
+                task.cancel()
         ids = self.by_user.get(conn.user, set())
         ids.discard(conn.conn_id)
         last = not ids
@@ -168,6 +189,8 @@ class Hub:
             self._check_gap(conn)
 
     def _check_gap(self, conn: Connection) -> None:
+        if conn.replaying:
+            return  # the replay fills it
         if conn.has_gap() and (conn.gap_task is None or conn.gap_task.done()):
             conn.gap_task = asyncio.create_task(self._fill_gap(conn))
 
@@ -186,6 +209,7 @@ class Hub:
             conn.resync(str(page["epoch"]), int(page["head"]), "too_old")
             return
         for rec in page["events"]:
+            await conn.wait_room(self.settings.send_timeout_s)
             conn.offer(conn.epoch, EventItem.from_record(rec))
         self._check_gap(conn)
 
@@ -217,7 +241,7 @@ class Hub:
                 if conn is not None and conn.cursor is not None:
                     self._spawn(self._reattach(conn))
         try:
-            await self.sessions.presence_sync(sorted(self.by_user), self.settings.lease_s)
+            await self.sessions.presence_renew(sorted(self.by_user), self.settings.lease_s)
         except ActorUnavailable as e:
             log.warning("presence sync failed: %s", e)
 

@@ -55,22 +55,9 @@ class Sessions:
                 {"replica": self.replica, "users": members, "lease": lease, "full": False},
             )
 
-    async def presence_sync(self, users: list[str], lease: float) -> None:
-        """Full list per shard, including empty ones, so departed users drop out."""
-        grouped = _by_shard(users)
-        for k in range(SHARDS):
-            shard = f"shard-{k}"
-            await self.dapr.call(
-                PRESENCE,
-                shard,
-                "renew",
-                {
-                    "replica": self.replica,
-                    "users": grouped.get(shard, []),
-                    "lease": lease,
-                    "full": True,
-                },
-            )
+    async def presence_renew(self, users: list[str], lease: float) -> None:
+        """Extend the presence leases of this replica's users (one call per shard)."""
+        await self.presence_join(users, lease)
 
     async def presence_leave(self, users: list[str]) -> None:
         for shard, members in _by_shard(users).items():

@@ -69,7 +69,7 @@ async def sse_endpoint(request: Request, ctx: Context) -> Response:
 
     conn = ctx.hub.new_connection(ident.user, device, "sse", ident.expires_at)
     try:
-        await asyncio.wait_for(ctx.hub.attach(conn, since), s.handshake_timeout_s)
+        await asyncio.wait_for(ctx.hub.register(conn, since), s.handshake_timeout_s)
     except TimeoutError:
         await ctx.hub.remove(conn)
         return _one_shot(
@@ -78,6 +78,9 @@ async def sse_endpoint(request: Request, ctx: Context) -> Response:
     except ctx.attach_refused as e:
         await ctx.hub.remove(conn)
         return _one_shot(protocol.error(e.code.name, str(e)), 5000)
+    # The replay runs beside the stream so the stream's reader paces it.
+    replay = asyncio.create_task(ctx.hub.replay(conn))
+    conn.background = replay
 
     return StreamingResponse(
         _stream(conn, ctx),
@@ -98,7 +101,7 @@ async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
                 if code is not protocol.NORMAL:
                     yield protocol.format_sse(protocol.error(code.name, code.action), None)
                 return
-            get = asyncio.create_task(conn.queue.get())
+            get = asyncio.create_task(conn.next_out())
             closed = asyncio.create_task(conn.closed.wait())
             done, _ = await asyncio.wait(
                 {get, closed}, timeout=s.heartbeat_s, return_when=asyncio.FIRST_COMPLETED

@@ -80,46 +80,56 @@ async def websocket_endpoint(ws: WebSocket, ctx: Context) -> None:
     await ws.accept(subprotocol=subprotocol)
 
     conn = ctx.hub.new_connection(ident.user, device, "websocket", ident.expires_at)
+    # The writer runs during attach: a long replay is paced by it rather than queued whole.
+    tasks = [asyncio.create_task(_writer(ws, conn, enc, s.send_timeout_s))]
     try:
-        await asyncio.wait_for(ctx.hub.attach(conn, since), s.handshake_timeout_s)
-    except TimeoutError:
-        await ctx.hub.remove(conn)
-        await _refuse(ws, protocol.HANDSHAKE_TIMEOUT, "session attach took too long")
-        return
-    except ctx.attach_refused as e:
-        await ctx.hub.remove(conn)
-        await _refuse(ws, e.code, str(e))
-        return
-
-    tasks = [
-        asyncio.create_task(_writer(ws, conn, enc)),
-        asyncio.create_task(_reader(ws, conn, ctx, enc)),
-        asyncio.create_task(_heartbeat(conn, ctx)),
-    ]
-    try:
+        # Only the actor's answer is bounded by the handshake timeout; the replay after it is
+        # paced by the client's reading speed (send timeout).
+        try:
+            await asyncio.wait_for(ctx.hub.register(conn, since), s.handshake_timeout_s)
+        except TimeoutError:
+            conn.fail(protocol.HANDSHAKE_TIMEOUT)
+        except ctx.attach_refused as e:
+            log.info("attach refused for %s: %s", conn.user, e)
+            conn.fail(e.code)  # the close code names the reason
+        if not conn.closed.is_set():
+            # Replay, reading and heartbeats run side by side: a long replay must not starve
+            # the client's pongs, and a close must not wait for the replay to finish.
+            tasks += [
+                asyncio.create_task(ctx.hub.replay(conn)),
+                asyncio.create_task(_reader(ws, conn, ctx, enc)),
+                asyncio.create_task(_heartbeat(conn, ctx)),
+            ]
         await conn.closed.wait()
     finally:
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        await ctx.hub.remove(conn)
+        _, stuck = await asyncio.wait(tasks, timeout=2.0)
+        if stuck:
+            log.warning("%s: %d task(s) did not stop within 2 s", conn.conn_id, len(stuck))
+        # Close before detaching: a draining replica waits for remove(), and the client must
+        # have our close code by then, not the server's generic 1012.
         final = conn.close_code
+        log.info("closing %s user=%s code=%s %s", conn.conn_id, conn.user,
+                 final.code if final else None, final.name if final else "")
         if final is not None and ws.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await ws.close(final.code, final.name)
+                await asyncio.wait_for(ws.close(final.code, final.name), 2.0)
+        await ctx.hub.remove(conn)
 
 
-async def _writer(ws: WebSocket, conn: Connection, enc: protocol.Encoding) -> None:
+async def _writer(
+    ws: WebSocket, conn: Connection, enc: protocol.Encoding, send_timeout: float
+) -> None:
     try:
         while True:
-            frame, _ = await conn.queue.get()
+            frame, _ = await conn.next_out()
             data = protocol.encode(frame, enc)
-            if isinstance(data, bytes):
-                await ws.send_bytes(data)
-            else:
-                await ws.send_text(data)
+            send = ws.send_bytes(data) if isinstance(data, bytes) else ws.send_text(data)
+            await asyncio.wait_for(send, send_timeout)
+    except TimeoutError:
+        # The socket buffers are full and stay full: it stopped reading. The log has it all.
+        conn.fail(protocol.SLOW_CONSUMER)
     except (WebSocketDisconnect, RuntimeError, OSError):
         conn.fail(protocol.NORMAL)
 

@@ -54,6 +54,14 @@ function isSeq(v) {
   return Number.isSafeInteger(v) && v >= 0;
 }
 
+function defaultStorage() {
+  try {
+    return globalThis.sessionStorage ?? null; // the getter itself throws in sandboxed frames
+  } catch {
+    return null;
+  }
+}
+
 function randomId(random, n = 16) {
   const abc = "abcdefghijklmnopqrstuvwxyz0123456789";
   let s = "";
@@ -184,7 +192,7 @@ export class TaskSyncClient {
 
     // Position and device, optionally kept in (session) storage across page reloads.
     this._persist = !!o.persist;
-    this._storage = o.storage ?? (this._persist ? globalThis.sessionStorage ?? null : null);
+    this._storage = o.storage ?? (this._persist ? defaultStorage() : null);
     this._storageKey = `tasksync:${this._base}`;
     let storedDevice = null;
     if (this._persist && this._storage) {
@@ -782,7 +790,7 @@ export class TaskSyncClient {
   _control(frame, queueIfOffline) {
     const link = this._link;
     if (link && link.welcomed && !link.dead) return this._deliver(link, frame);
-    if (queueIfOffline && !this._stopped) {
+    if (queueIfOffline) {
       return new Promise((resolve) => this._queued.push({ frame, resolve }));
     }
     return Promise.resolve(false);

@@ -25,14 +25,25 @@ def gw_port(topo: Topology, replica: str) -> int:
     return topo.apps[f"gateway-{replica}"].app_port
 
 
+_clients: dict[int, httpx.AsyncClient] = {}
+
+
+def _http() -> httpx.AsyncClient:
+    # One pooled client per event loop: a new client per call costs an SSL context each
+    # (~10 ms of CPU), enough to starve the test's own loop during bursts.
+    key = id(asyncio.get_running_loop())
+    if key not in _clients:
+        _clients[key] = httpx.AsyncClient(timeout=15, limits=httpx.Limits(max_connections=32))
+    return _clients[key]
+
+
 async def publish(topo: Topology, payload: dict[str, Any], via: str = "producer") -> None:
     app = topo.apps[via]
-    async with httpx.AsyncClient(timeout=10) as c:
-        r = await c.post(
-            f"http://127.0.0.1:{app.http_port}/v1.0/publish/pubsub/task-updates",
-            json=payload,
-            headers={"dapr-api-token": topo.api_token},
-        )
+    r = await _http().post(
+        f"http://127.0.0.1:{app.http_port}/v1.0/publish/pubsub/task-updates",
+        json=payload,
+        headers={"dapr-api-token": topo.api_token},
+    )
     assert r.status_code == 204, r.text
 
 
@@ -53,14 +64,23 @@ async def actor(
     topo: Topology, actor_type: str, actor_id: str, method: str, req: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     app = topo.apps["sessions"]
-    async with httpx.AsyncClient(timeout=10) as c:
-        r = await c.put(
-            f"http://127.0.0.1:{app.http_port}/v1.0/actors/{actor_type}/{actor_id}/method/{method}",
-            content=pack(req or {}),
-            headers={"dapr-api-token": topo.api_token},
-        )
+    r = await _http().put(
+        f"http://127.0.0.1:{app.http_port}/v1.0/actors/{actor_type}/{actor_id}/method/{method}",
+        content=pack(req or {}),
+        headers={"dapr-api-token": topo.api_token},
+    )
     assert r.status_code == 200, r.text
     return unpack(r.content)
+
+
+async def gw_connections(topo: Topology, replica: str) -> list[dict[str, Any]]:
+    """The gateway's operator view of its connections (a Dapr-token route)."""
+    r = await _http().get(
+        f"http://127.0.0.1:{gw_port(topo, replica)}/internal/connections",
+        headers={"dapr-api-token": topo.app_token},
+    )
+    assert r.status_code == 200, r.text
+    return list(r.json())
 
 
 def redis_cli(topo: Topology, *args: str) -> str:

@@ -23,18 +23,11 @@ def state(**users: dict[str, float]) -> pc.PresenceState:
             id="leave-keeps-other-replica",
         ),
         pytest.param(
-            state(u1={"gw-a": 5}, u2={"gw-a": 5}),
-            ("sync", "gw-a", ["u2"]),
+            state(u1={"gw-a": 5}),
+            ("join", "gw-a", ["u2"]),
             0,
-            ["u2"],
-            id="sync-drops-departed",
-        ),
-        pytest.param(
-            state(u1={"gw-b": 5}),
-            ("sync", "gw-a", []),
-            0,
-            ["u1"],
-            id="sync-leaves-other-replicas-alone",
+            ["u1", "u2"],
+            id="renewal-never-removes-a-concurrent-join",
         ),
         pytest.param(
             state(u1={"gw-a": 5}), ("list", "", []), 6, [], id="lease-expiry-no-cleanup-call"
@@ -48,8 +41,6 @@ def test_presence_rules(
     kind, replica, users = op
     if kind == "join":
         pc.join(start, replica, users, now, lease=10)
-    elif kind == "sync":
-        pc.sync(start, replica, users, now, lease=10)
     elif kind == "leave":
         pc.leave(start, replica, users, now)
     assert pc.live_users(start, now) == expected

@@ -1,0 +1,142 @@
+"""Position tracking, duplicate dropping and ack coalescing of the Python client."""
+
+import itertools
+from typing import Any
+
+import pytest
+
+from clients.pyclient.position import AckCoalescer, Position, PositionTracker
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("abc:0", Position("abc", 0)), ("A-b_9:42", Position("A-b_9", 42)),
+     ("e:9223372036854775807", Position("e", 2**63 - 1))],
+)
+def test_parse_position(text: str, expected: Position) -> None:
+    assert Position.parse(text) == expected
+    assert str(expected) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["", "abc", "abc:", ":1", "abc:-1", "abc:01", "a:b:1", "abc:1 ", "ab c:1",
+             "e:12345678901234567890", "x" * 65 + ":1"],
+)
+def test_parse_refuses_non_canonical_positions(text: str) -> None:
+    with pytest.raises(ValueError):
+        Position.parse(text)
+
+
+# Scripts of (operation, args, expected result of is_new or None) and the final position.
+Step = tuple[str, tuple[Any, ...]]
+SCRIPTS: list[tuple[str, Position | None, list[Step], str | None, list[bool]]] = [
+    ("welcome sets the position", None, [("welcome", ("e", 5))], "e:5", []),
+    ("events advance it", None,
+     [("welcome", ("e", 0)), ("event", (1,)), ("event", (2,))], "e:2", [True, True]),
+    ("duplicates and older seqs are dropped", None,
+     [("welcome", ("e", 0)), ("event", (1,)), ("event", (2,)), ("event", (2,)),
+      ("event", (1,)), ("event", (3,))], "e:3", [True, True, False, False, True]),
+    ("seq jumps are fine (filters skip seqs)", None,
+     [("welcome", ("e", 0)), ("event", (4,)), ("event", (9,))], "e:9", [True, True]),
+    ("a later welcome in the same epoch never moves back", Position("e", 7),
+     [("welcome", ("e", 5)), ("event", (6,)), ("event", (8,))], "e:8", [False, True]),
+    ("a welcome in another epoch replaces the position", Position("old", 90),
+     [("welcome", ("new", 3)), ("event", (4,))], "new:4", [True]),
+    ("resync moves to exactly its position, even backwards", Position("e", 50),
+     [("resync", ("f", 10)), ("event", (10,)), ("event", (11,))], "f:11", [False, True]),
+    ("initial since, then the resumed welcome", Position("e", 3),
+     [("welcome", ("e", 3)), ("event", (3,)), ("event", (4,))], "e:4", [False, True]),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "initial", "steps", "final", "accepted"), SCRIPTS, ids=[s[0] for s in SCRIPTS]
+)
+def test_tracker(
+    name: str, initial: Position | None, steps: list[Step], final: str | None,
+    accepted: list[bool],
+) -> None:
+    t = PositionTracker(initial)
+    seen: list[bool] = []
+    for op, args in steps:
+        if op == "welcome":
+            t.welcome(*args)
+        elif op == "resync":
+            t.resync(*args)
+        else:
+            (seq,) = args
+            new = t.is_new(seq)
+            seen.append(new)
+            if new:
+                t.processed(seq)  # the client only advances after handlers ran
+    assert str(t.position) == final
+    assert seen == accepted
+
+
+# (time, operation, seq) -> what take/flush returns. interval 0.5 s.
+ACKS: list[tuple[str, list[tuple[float, str, int | None]], list[int | None]]] = [
+    ("first ack goes out at once", [(0.0, "note", 1), (0.0, "take", None)], [1]),
+    ("nothing pending, nothing sent", [(0.0, "take", None), (9.0, "flush", None)],
+     [None, None]),
+    ("coalesced to the highest within the interval",
+     [(0.0, "note", 1), (0.0, "take", None), (0.1, "note", 2), (0.2, "note", 3),
+      (0.3, "take", None), (0.5, "take", None), (0.6, "take", None)], [1, None, 3, None]),
+    ("flush ignores the interval",
+     [(0.0, "note", 1), (0.0, "take", None), (0.1, "note", 5), (0.1, "flush", None)], [1, 5]),
+    ("a failed ack is retried", [(0.0, "note", 4), (0.0, "take", None), (0.0, "failed", 4),
+                                 (0.5, "take", None)], [4, 4]),
+    ("a failed ack does not override a newer one",
+     [(0.0, "note", 4), (0.0, "take", None), (0.1, "note", 6), (0.1, "failed", 4),
+      (0.5, "take", None)], [4, 6]),
+    ("after a resync the seq may go down",
+     [(0.0, "note", 40), (0.0, "take", None), (1.0, "note", 2), (1.0, "take", None)], [40, 2]),
+]
+
+
+@pytest.mark.parametrize(("name", "ops", "sent"), ACKS, ids=[a[0] for a in ACKS])
+def test_ack_coalescing(
+    name: str, ops: list[tuple[float, str, int | None]], sent: list[int | None]
+) -> None:
+    a = AckCoalescer(0.5)
+    out: list[int | None] = []
+    for now, op, seq in ops:
+        if op == "note":
+            assert seq is not None
+            a.note(seq)
+        elif op == "failed":
+            assert seq is not None
+            a.failed(seq)
+        elif op == "take":
+            out.append(a.take(now))
+        else:
+            out.append(a.flush(now))
+    assert out == sent
+
+
+@pytest.mark.parametrize(
+    ("last_sent", "now", "delay"), [(None, 0.0, 0.0), (1.0, 1.2, 0.3), (1.0, 1.5, 0.0),
+                                    (1.0, 9.0, 0.0)],
+)
+def test_ack_delay_is_the_rest_of_the_interval(
+    last_sent: float | None, now: float, delay: float
+) -> None:
+    a = AckCoalescer(0.5)
+    if last_sent is not None:
+        a.note(1)
+        a.flush(last_sent)
+    assert a.delay(now) == pytest.approx(delay)
+
+
+def test_at_most_one_ack_per_interval_over_a_busy_stream() -> None:
+    a = AckCoalescer(0.5)
+    sent: list[tuple[float, int]] = []
+    for i in range(1, 1001):  # an event every 10 ms for 10 s, take() polled after each
+        now = i * 0.01
+        a.note(i)
+        if (s := a.take(now)) is not None:
+            sent.append((now, s))
+    gaps = [b[0] - a_[0] for a_, b in itertools.pairwise(sent)]
+    assert all(g >= 0.5 - 1e-9 for g in gaps)
+    assert 19 <= len(sent) <= 21
+    final = a.flush(10.0)  # what close() would still send
+    assert (final if final is not None else sent[-1][1]) == 1000
