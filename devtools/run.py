@@ -17,7 +17,7 @@ DEMO_USERS = ("alice", "bob", "carol")
 
 
 def main() -> int:
-    secret = os.environ.get("TASKSYNC_JWT_SECRET", "dev-secret-change-me")
+    secret = os.environ.get("TASKSYNC_JWT_SECRET", "dev-secret-change-me-0123456789abcdef")
     env = {"TASKSYNC_JWT_SECRET": secret, "TASKSYNC_DEMO": "1", "LOG_LEVEL": "WARNING"}
     topo = Topology(ROOT / ".run", fixed_ports=True, extra_env=env)
     stop = threading.Event()

@@ -96,6 +96,12 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
             return {"status": "DROP"}
         return {"status": "SUCCESS"}
 
+    @app.get("/internal/stats")
+    async def stats() -> dict[str, Any]:
+        f = ctx.fanout
+        return {"replica": settings.replica_id, "events": f.events, "actor_calls": f.actor_calls,
+                "forwards": f.forwards, "connections": len(ctx.hub.conns)}
+
     @app.get("/internal/connections")
     async def connections() -> list[dict[str, Any]]:
         """Operator view of this replica's connections (behind the Dapr token like all of

@@ -8,7 +8,7 @@ log() { printf '\n[test] %s\n' "$*" >&2; }
 t0=$(date +%s)
 
 log "ruff"
-.venv/bin/ruff check actors gateway devtools tests demo bench
+.venv/bin/ruff check actors gateway devtools tests demo bench clients
 log "mypy (strict on actors/ and gateway/)"
 .venv/bin/mypy actors gateway
 log "unit tests"
