@@ -32,7 +32,7 @@ SECRET = "bench-secret-bench-secret-bench-secret"
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def summary(xs: list[float]) -> dict[str, float]:
