@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+from demo.links import allowed_origins, demo_links
 from devtools.topology import ROOT, Topology
 from gateway.auth import mint_hs256
 
@@ -20,6 +21,11 @@ def main() -> int:
     secret = os.environ.get("TASKSYNC_JWT_SECRET", "dev-secret-change-me-0123456789abcdef")
     env = {"TASKSYNC_JWT_SECRET": secret, "TASKSYNC_DEMO": "1", "LOG_LEVEL": "WARNING"}
     topo = Topology(ROOT / ".run", fixed_ports=True, extra_env=env)
+    gw_urls = [
+        f"http://127.0.0.1:{a.app_port}" for a in topo.apps.values() if a.app_id == "gateway"
+    ]
+    # A board served by one gateway fails over to the other: both origins must be allowed.
+    topo.extra_env["TASKSYNC_ALLOWED_ORIGINS"] = allowed_origins(gw_urls)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
@@ -44,6 +50,11 @@ def main() -> int:
         print("\n  demo tokens (HS256, 24h; secret from TASKSYNC_JWT_SECRET):")
         for user in DEMO_USERS:
             print(f"    {user}: {mint_hs256(secret, user)}")
+        if producer:
+            api = f"http://127.0.0.1:{producer.app_port}"
+            print("\n  live task board, one tab per user (share a task with bob or carol):")
+            for user, url in demo_links(gw_urls, api, secret, DEMO_USERS).items():
+                print(f"    {user}: {url}")
         print("\n  Ctrl-C stops everything.", flush=True)
         while not stop.is_set():
             for a in topo.apps.values():

@@ -115,14 +115,7 @@ class Fanout:
         """A batch from another replica: one event, many (user, conns, epoch, seq)."""
         ev = body["event"]
         for it in body["items"]:
-            item = EventItem(
-                seq=int(it["seq"]),
-                type=str(ev["type"]),
-                id=str(ev["id"]),
-                data=dict(ev["data"]),
-                task_id=ev.get("task_id"),
-                list_id=ev.get("list_id"),
-            )
+            item = EventItem.from_record({**ev, "seq": it["seq"]})
             self.hub.deliver_local(
                 str(it["user"]), [str(c) for c in it["conns"]], str(it["epoch"]), item
             )
