@@ -79,13 +79,16 @@ def create_app() -> FastAPI:
     @app.post("/tasks", status_code=201)
     async def create(body: TaskIn, request: Request) -> dict[str, Any]:
         user = user_of(request)
-        task = {
+        task: dict[str, Any] = {
             "id": next_id[0],
             "title": body.title,
             "description": body.description,
             "completed": False,
             "owner_id": user,
             "shared_with": body.shared_with,
+            # Bumped on every change: after a crash the pub/sub may redeliver an older change
+            # late (processingTimeout), and clients must not let it overwrite a newer one.
+            "version": 1,
         }
         next_id[0] += 1
         tasks[task["id"]] = task
@@ -97,6 +100,7 @@ def create_app() -> FastAPI:
         task = get(task_id, user_of(request))
         changes = body.model_dump(exclude_none=True)
         task.update(changes)
+        task["version"] += 1
         kind = "task_completed" if changes.get("completed") is True else "task_updated"
         await publish(kind, task)
         return task
@@ -107,7 +111,12 @@ def create_app() -> FastAPI:
         del tasks[task_id]
         await publish(
             "task_deleted",
-            {"id": task_id, "owner_id": task["owner_id"], "shared_with": task["shared_with"]},
+            {
+                "id": task_id,
+                "owner_id": task["owner_id"],
+                "shared_with": task["shared_with"],
+                "version": task["version"] + 1,
+            },
         )
         return Response(status_code=204)
 

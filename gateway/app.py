@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
 from gateway import protocol
@@ -17,7 +18,7 @@ from gateway.config import Settings
 from gateway.context import Context
 from gateway.dapr_trust import DaprTokenMiddleware
 from gateway.fanout import replica_topic
-from gateway.topic_schema import InvalidEvent, TopicLimits, parse_topic_message
+from gateway.topic_schema import InvalidEvent, TaskEvent, TopicLimits, parse_topic_message
 from gateway.transport_sse import sse_endpoint, sse_post
 from gateway.transport_ws import websocket_endpoint
 
@@ -42,6 +43,15 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
     app.state.ctx = ctx
     # Dapr callback routes: only daprd holds APP_API_TOKEN. Browsers can't inject events.
     app.add_middleware(DaprTokenMiddleware, protected_prefixes=("/dapr/", "/internal/"))
+    if settings.allowed_origins:
+        # A page served by one replica may fail over to another: the SSE stream and its POSTs
+        # are then cross-origin. Only allowlisted origins get CORS headers (and preflights).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "last-event-id"],
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -71,10 +81,8 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
 
     @app.post("/internal/dapr/task-updates")
     async def task_updates(request: Request) -> dict[str, str]:
-        raw = await request.body()
         try:
-            envelope = _json(raw)
-            ev = parse_topic_message(envelope, len(raw), topic_limits)
+            ev = parse_task_update(await request.body(), topic_limits)
         except InvalidEvent as e:
             # DROP sends it to the dead-letter topic; never retried, never blocks the rest.
             log.warning("dropping task-updates message to dead-letter: reason=%s %s", e.reason, e)
@@ -138,7 +146,23 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
                 return JSONResponse({"error": "not_found"}, status_code=404)
             return FileResponse(path)
 
+    @app.get("/client/tasksync.js")
+    async def client_js() -> Response:
+        # The browser client module, served as is (the demo page imports it from here).
+        path = STATIC.parent.parent / "clients" / "js" / "tasksync.js"
+        if not path.is_file():
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        return FileResponse(path, media_type="text/javascript")
+
     return app
+
+
+def parse_task_update(raw: bytes, limits: TopicLimits) -> TaskEvent:
+    """A task-updates body: size first (no parser runs on an oversized body), then JSON, then
+    the schema. Only InvalidEvent escapes, so a hostile body is DROPped, never a 500 (retried)."""
+    if len(raw) > limits.max_bytes:
+        raise InvalidEvent("too_large", f"message is {len(raw)} bytes, limit {limits.max_bytes}")
+    return parse_topic_message(_json(raw), len(raw), limits)
 
 
 def _json(raw: bytes) -> Any:
@@ -146,6 +170,9 @@ def _json(raw: bytes) -> Any:
 
     try:
         return json.loads(raw)
+    except RecursionError as e:
+        # The C scanner recurses per nesting level (~1000 deep); daprd's Go parser accepts 10000.
+        raise InvalidEvent("too_deep", "body nests too deep to parse") from e
     except (ValueError, UnicodeDecodeError) as e:
         raise InvalidEvent("bad_json", f"body is not JSON: {e}") from e
 

@@ -14,6 +14,8 @@ from typing import Any
 import jwt
 from jwt import PyJWK
 
+from gateway.topic_schema import USER_ID_RE
+
 ASYMMETRIC = ("RS256", "ES256")
 SUB_MAX = 128
 
@@ -104,6 +106,11 @@ def verify(cfg: AuthConfig, token: str) -> Identity:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not 0 < len(sub) <= SUB_MAX:
         raise AuthError("unauthorized", "token has no usable sub")
+    if not USER_ID_RE.fullmatch(sub) or sub in (".", ".."):
+        # The sub is the actor id and what topic audiences name, so it has their charset: every
+        # user can be addressed, no control character reaches a log line, and daprd accepts the
+        # id (it refuses '/', '?', '#', NUL, ...; '.' and '..' are path segments).
+        raise AuthError("unauthorized", "token sub is not a valid user id ([A-Za-z0-9_.@:-])")
     return Identity(user=sub, expires_at=float(claims["exp"]))
 
 

@@ -45,6 +45,14 @@ class Settings:
     handshake_timeout_s: float = field(
         default_factory=lambda: float(_env("TASKSYNC_HANDSHAKE_TIMEOUT_SECONDS", "10"))
     )
+    # Slow loris: every HTTP request head (request line + headers, also a WebSocket upgrade)
+    # must be complete within this time and size, else 408 / 431 and the socket is closed.
+    header_timeout_s: float = field(
+        default_factory=lambda: float(_env("TASKSYNC_HEADER_TIMEOUT_SECONDS", "10"))
+    )
+    max_header_bytes: int = field(
+        default_factory=lambda: int(_env("TASKSYNC_MAX_HEADER_BYTES", "32768"))
+    )
     max_frame_bytes: int = field(
         default_factory=lambda: int(_env("TASKSYNC_MAX_FRAME_BYTES", "16384"))
     )

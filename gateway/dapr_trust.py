@@ -6,6 +6,7 @@ they cannot inject topic messages or call actor endpoints through the public por
 """
 
 import hmac
+import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -17,11 +18,13 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HEADER = b"dapr-api-token"
+INSECURE_ENV = "TASKSYNC_INSECURE_NO_APP_TOKEN"
+log = logging.getLogger("gateway.trust")
 
 
 def token_ok(expected: str | None, presented: bytes | None) -> bool:
     if not expected:
-        return True  # no token configured: local development only (the run command sets one)
+        return True  # no token configured: the middleware allows this only on explicit opt-in
     if presented is None:
         return False
     return hmac.compare_digest(expected.encode("utf-8"), presented)
@@ -39,6 +42,13 @@ class DaprTokenMiddleware:
         self.prefixes = protected_prefixes
         self.open_paths = open_paths
         self.token = token if token is not None else os.environ.get("APP_API_TOKEN")
+        # Fail closed: without APP_API_TOKEN anyone reaching the port could inject events or call
+        # actors. Only an explicit opt-in (a laptop without daprd tokens) turns the check off.
+        self.open_without_token = not self.token and os.environ.get(INSECURE_ENV) == "1"
+        if self.open_without_token:
+            log.error("APP_API_TOKEN unset and %s=1: Dapr callback routes are OPEN", INSECURE_ENV)
+        elif not self.token:
+            log.error("APP_API_TOKEN unset: Dapr callback routes refuse every call")
 
     def _protected(self, path: str) -> bool:
         if path in self.open_paths:
@@ -48,7 +58,7 @@ class DaprTokenMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._protected(scope["path"]):
             presented = dict(scope["headers"]).get(HEADER)
-            if not token_ok(self.token, presented):
+            if not (self.token or self.open_without_token) or not token_ok(self.token, presented):
                 body = b'{"error":"forbidden","message":"Dapr callback routes accept only daprd"}'
                 await send(
                     {

@@ -139,12 +139,18 @@ async def sse_post(request: Request, ctx: Context, conn_id: str, action: str) ->
         conn.bucket = TokenBucket(ctx.settings.rate_per_s, ctx.settings.rate_burst)
     if not conn.bucket.allow(time.monotonic()):
         return _error(429, "rate_limited", "too many requests; slow down")
-    raw = await request.body()
+    limit = ctx.settings.max_frame_bytes
+    try:
+        raw = await asyncio.wait_for(_bounded_body(request, limit), ctx.settings.header_timeout_s)
+    except TimeoutError:
+        return _error(408, "request_timeout", "request body too slow")
+    if raw is None:
+        return _error(413, "frame_too_large", f"body above {limit} bytes")
     try:
         body = json.loads(raw) if raw else {}
         if not isinstance(body, dict):
             raise ValueError
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting too deep for the C scanner
         return _error(400, "bad_frame", "body must be a JSON object")
     body["type"] = action
     limits = protocol.CodecLimits(
@@ -156,3 +162,18 @@ async def sse_post(request: Request, ctx: Context, conn_id: str, action: str) ->
         return _error(413 if e.code == "frame_too_large" else 400, e.code, e.message)
     await ctx.frames.handle(conn, frame)
     return JSONResponse({"ok": True})
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is larger than `limit` (never buffered whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 15 or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -99,6 +99,20 @@ export function normalizeFilters(filters) {
   return out;
 }
 
+/** One gateway: the base URL as given plus its http(s):// and ws(s):// forms. */
+function endpointOf(url) {
+  const base = String(url).replace(/\/+$/, "");
+  const u = new URL(base);
+  const httpProto = { "http:": "http:", "https:": "https:", "ws:": "http:", "wss:": "https:" }[u.protocol];
+  if (!httpProto) throw new TypeError(`unsupported url scheme ${u.protocol}`);
+  const path = u.pathname.replace(/\/+$/, "");
+  return {
+    base,
+    http: `${httpProto}//${u.host}${path}`,
+    ws: `${httpProto === "https:" ? "wss:" : "ws:"}//${u.host}${path}`,
+  };
+}
+
 function checkScope(scope) {
   if (scope !== "connection" && scope !== "user") {
     throw new TypeError('scope must be "connection" or "user"');
@@ -109,14 +123,13 @@ function checkScope(scope) {
 export class TaskSyncClient {
   constructor(options = {}) {
     const o = options;
-    if (!o.url) throw new TypeError("url is required");
-    this._base = String(o.url).replace(/\/+$/, "");
-    const u = new URL(this._base);
-    const httpProto = { "http:": "http:", "https:": "https:", "ws:": "http:", "wss:": "https:" }[u.protocol];
-    if (!httpProto) throw new TypeError(`unsupported url scheme ${u.protocol}`);
-    const path = u.pathname.replace(/\/+$/, "");
-    this._httpBase = `${httpProto}//${u.host}${path}`;
-    this._wsBase = `${httpProto === "https:" ? "wss:" : "ws:"}//${u.host}${path}`;
+    // One gateway URL or a list of equivalent ones (replicas): every reconnect after a lost or
+    // failed connection moves on to the next one, round-robin.
+    const urls = Array.isArray(o.url) ? o.url : [o.url];
+    if (urls.length === 0 || urls.some((x) => !x)) throw new TypeError("url is required");
+    this._endpoints = urls.map(endpointOf);
+    this._endpointIndex = 0;
+    this._base = this._endpoints[0].base; // names the storage key: the first URL
 
     if (o.getToken !== undefined && typeof o.getToken !== "function") {
       throw new TypeError("getToken must be a function");
@@ -226,6 +239,11 @@ export class TaskSyncClient {
 
   get device() {
     return this._device;
+  }
+
+  /** Base URL of the gateway in use (or tried next). */
+  get url() {
+    return (this._link?.endpoint ?? this._endpoints[this._endpointIndex]).base;
   }
 
   /** Handle events of one type ("task_created", ...) or all of them ("*"). Returns unsubscribe. */
@@ -347,7 +365,7 @@ export class TaskSyncClient {
     const link = this._newLink("websocket", probe);
     let ws;
     try {
-      ws = new this._WebSocket(`${this._wsBase}/ws?${this._query(token)}`, [SUBPROTOCOL_JSON]);
+      ws = new this._WebSocket(`${link.endpoint.ws}/ws?${this._query(token)}`, [SUBPROTOCOL_JSON]);
     } catch (e) {
       // Bad URL or blocked: behave like a failed connection attempt.
       this._setTimeout(() => this._linkClosed(link, undefined, String(e?.message ?? e), true), 0);
@@ -372,7 +390,7 @@ export class TaskSyncClient {
     const link = this._newLink("sse", false);
     let es;
     try {
-      es = new this._EventSource(`${this._httpBase}/sse?${this._query(token)}`);
+      es = new this._EventSource(`${link.endpoint.http}/sse?${this._query(token)}`);
     } catch (e) {
       this._setTimeout(() => this._linkClosed(link, undefined, String(e?.message ?? e), true), 0);
       return link;
@@ -393,7 +411,8 @@ export class TaskSyncClient {
 
   _newLink(kind, probe) {
     return {
-      kind, probe, socket: null, opened: false, welcomed: false, dead: false, connId: null,
+      kind, probe, endpoint: this._endpoints[this._endpointIndex],
+      socket: null, opened: false, welcomed: false, dead: false, connId: null,
       epoch: null, heartbeatMs: 0, watchdog: null, connectTimer: null, pendingClose: null,
     };
   }
@@ -493,6 +512,8 @@ export class TaskSyncClient {
       }
     }
     if (code === 4002) this._tokenPromise = this._fetchToken(); // refresh before reconnecting
+    // Several gateways: try the next one (a dead replica costs one attempt, not a backoff series).
+    this._endpointIndex = (this._endpointIndex + 1) % this._endpoints.length;
     this._scheduleReconnect({ transport: this._next, code, reason: why });
   }
 
@@ -750,7 +771,7 @@ export class TaskSyncClient {
 
   async _post(link, action, body, keepalive = false) {
     if (!link.connId) return false;
-    const url = `${this._httpBase}/sse/${encodeURIComponent(link.connId)}/${action}`;
+    const url = `${link.endpoint.http}/sse/${encodeURIComponent(link.connId)}/${action}`;
     let res;
     try {
       res = await this._fetch(url, {

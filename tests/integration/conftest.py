@@ -19,13 +19,18 @@ TEST_ENV = {
     "TASKSYNC_ACK_INTERVAL_SECONDS": "0.2",
     "TASKSYNC_SEND_QUEUE_MAX": "64",
     "TASKSYNC_SEND_TIMEOUT_SECONDS": "3",
+    # Security limits small enough to hit in tests (test_security.py); other tests use at most
+    # 4 connections per user and send no Origin header.
+    "TASKSYNC_MAX_CONNECTIONS_PER_USER": "4",
+    "TASKSYNC_HEADER_TIMEOUT_SECONDS": "3",
+    "TASKSYNC_ALLOWED_ORIGINS": "https://app.example",
     "LOG_LEVEL": "INFO",
 }
 
 
-@pytest.fixture(scope="session")
-def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    t = Topology(Path(tmp_path_factory.mktemp("topology")), fixed_ports=False, extra_env=TEST_ENV)
+def run_topology(t: Topology) -> Iterator[Topology]:
+    """Start, hand over, and always stop; on failure print the tail of every process log.
+    Shared by the integration and browser suites."""
     try:
         t.start()
         yield t
@@ -37,3 +42,9 @@ def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         raise
     finally:
         t.stop()
+
+
+@pytest.fixture(scope="session")
+def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    run_dir = Path(tmp_path_factory.mktemp("topology"))
+    yield from run_topology(Topology(run_dir, fixed_ports=False, extra_env=dict(TEST_ENV)))
