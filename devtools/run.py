@@ -19,7 +19,7 @@ DEMO_USERS = ("alice", "bob", "carol")
 
 def main() -> int:
     secret = os.environ.get("TASKSYNC_JWT_SECRET", "dev-secret-change-me-0123456789abcdef")
-    env = {"TASKSYNC_JWT_SECRET": secret, "TASKSYNC_DEMO": "1", "LOG_LEVEL": "WARNING"}
+    env = {"TASKSYNC_JWT_SECRET": secret, "LOG_LEVEL": "WARNING"}
     topo = Topology(ROOT / ".run", fixed_ports=True, extra_env=env)
     gw_urls = [
         f"http://127.0.0.1:{a.app_port}" for a in topo.apps.values() if a.app_id == "gateway"
