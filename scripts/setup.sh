@@ -9,7 +9,11 @@ t0=$(date +%s)
 
 apt_install() {
   local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  # `dpkg -s` succeeds for a removed package whose config files remain: ask for "installed".
+  for pkg in "$@"; do
+    [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == "install ok installed" ]] \
+      || missing+=("$pkg")
+  done
   if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
     local SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
