@@ -73,7 +73,6 @@ class Connection:
         self.close_code: protocol.CloseCode | None = None
         self.gap_task: asyncio.Task[None] | None = None
         self.background: asyncio.Task[None] | None = None  # e.g. an SSE replay
-        self.pending_replay: tuple[list[dict[str, Any]], bool] | None = None
         self.replaying = True  # until the first replay is done: gaps are the replay's job
         self._room = asyncio.Event()  # set by the writer whenever it takes a frame
         self.bucket: TokenBucket | None = None  # SSE POST rate limit (WS keeps its own)

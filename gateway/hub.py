@@ -22,6 +22,10 @@ from gateway.sessions import Sessions
 log = logging.getLogger("gateway.hub")
 
 
+# The first replay page read in the attach turn: (event records, more pages follow).
+ReplayPage = tuple[list[dict[str, Any]], bool]
+
+
 class AttachRefused(Exception):
     def __init__(self, code: protocol.CloseCode, message: str) -> None:
         super().__init__(message)
@@ -87,13 +91,9 @@ class Hub:
         try:
             await self.sessions.presence_join([user], self.settings.lease_s)
         except ActorUnavailable as e:
-            log.warning("presence join %s failed (the periodic sync retries): %s", user, e)
+            log.warning("presence join %s failed (the periodic renewal retries): %s", user, e)
 
-    async def attach(self, conn: Connection, since: str | None) -> None:
-        await self.register(conn, since)
-        await self.replay(conn)
-
-    async def register(self, conn: Connection, since: str | None) -> None:
+    async def register(self, conn: Connection, since: str | None) -> ReplayPage:
         """Register at the actor: it records the connection and reads the first replay page in
         one turn, and live events that race it wait in conn.early/the cursor, so the seam is
         exact. The replay itself is sent by replay(), paced by the client."""
@@ -113,20 +113,20 @@ class Hub:
                 f"{epoch}:{head}",
             )
             conn.resync(epoch, head, str(res["reason"]))
-        else:
-            start = int(res["start"])
-            conn.push(
-                protocol.welcome(
-                    conn.conn_id, epoch, start, self.settings.heartbeat_s, bool(res["resumed"])
-                ),
-                f"{epoch}:{start}",
-            )
-            conn.start(epoch, start)
-            conn.pending_replay = (list(res["events"]), bool(res["more"]))
+            return [], False
+        start = int(res["start"])
+        conn.push(
+            protocol.welcome(
+                conn.conn_id, epoch, start, self.settings.heartbeat_s, bool(res["resumed"])
+            ),
+            f"{epoch}:{start}",
+        )
+        conn.start(epoch, start)
+        return list(res["events"]), bool(res["more"])
 
-    async def replay(self, conn: Connection) -> None:
-        events, more = conn.pending_replay or ([], False)
-        conn.pending_replay = None
+    async def replay(self, conn: Connection, page: ReplayPage) -> None:
+        """Send the replay that register() began, then the live events that raced it."""
+        events, more = page
         try:
             if conn.cursor is not None and conn.epoch is not None:
                 await self._replay(conn, events, more)
@@ -140,10 +140,7 @@ class Hub:
 
     async def _replay(self, conn: Connection, events: list[dict[str, Any]], more: bool) -> None:
         assert conn.epoch is not None and conn.cursor is not None
-        pace = self.settings.send_timeout_s
-        for rec in events:
-            await conn.wait_room(pace)
-            conn.offer(conn.epoch, EventItem.from_record(rec))
+        await self._feed(conn, events)
         while more and not conn.closed.is_set():
             try:
                 page = await self.sessions.read(conn.user, conn.epoch, conn.cursor.last)
@@ -152,10 +149,15 @@ class Hub:
             if page["resync"]:
                 conn.resync(str(page["epoch"]), int(page["head"]), "too_old")
                 return
-            for rec in page["events"]:
-                await conn.wait_room(pace)
-                conn.offer(conn.epoch, EventItem.from_record(rec))
+            await self._feed(conn, page["events"])
             more = conn.cursor.last < int(page["head"]) and bool(page["events"])
+
+    async def _feed(self, conn: Connection, records: list[dict[str, Any]]) -> None:
+        """Offer log records to a connection, paced by its writer (never overflows the queue)."""
+        for rec in records:
+            await conn.wait_room(self.settings.send_timeout_s)
+            if conn.epoch is not None:
+                conn.offer(conn.epoch, EventItem.from_record(rec))
 
     async def remove(self, conn: Connection) -> None:
         """Forget locally, flush its ack and tell the actor (best effort: the lease covers us)."""
@@ -208,9 +210,7 @@ class Hub:
         if page["resync"]:
             conn.resync(str(page["epoch"]), int(page["head"]), "too_old")
             return
-        for rec in page["events"]:
-            await conn.wait_room(self.settings.send_timeout_s)
-            conn.offer(conn.epoch, EventItem.from_record(rec))
+        await self._feed(conn, page["events"])
         self._check_gap(conn)
 
     # -- periodic ------------------------------------------------------------------------------
@@ -241,9 +241,9 @@ class Hub:
                 if conn is not None and conn.cursor is not None:
                     self._spawn(self._reattach(conn))
         try:
-            await self.sessions.presence_renew(sorted(self.by_user), self.settings.lease_s)
+            await self.sessions.presence_join(sorted(self.by_user), self.settings.lease_s)
         except ActorUnavailable as e:
-            log.warning("presence sync failed: %s", e)
+            log.warning("presence renewal failed: %s", e)
 
     async def _reattach(self, conn: Connection) -> None:
         assert conn.cursor is not None

@@ -145,6 +145,11 @@ def decode(raw: str | bytes, enc: Encoding, limits: CodecLimits) -> ClientFrame:
     obj = _parse_json(raw) if enc == "json" else _parse_msgpack(raw, limits)
     if not isinstance(obj, dict):
         _fail("bad_frame", "frame must be an object")
+    return decode_object(obj, limits)
+
+
+def decode_object(obj: dict[str, Any], limits: CodecLimits) -> ClientFrame:
+    """An already parsed frame (SSE POST bodies, whose type comes from the URL)."""
     _check_tree(obj, limits)
     return _frame(obj, limits)
 

@@ -52,12 +52,8 @@ class Sessions:
                 PRESENCE,
                 shard,
                 "renew",
-                {"replica": self.replica, "users": members, "lease": lease, "full": False},
+                {"replica": self.replica, "users": members, "lease": lease},
             )
-
-    async def presence_renew(self, users: list[str], lease: float) -> None:
-        """Extend the presence leases of this replica's users (one call per shard)."""
-        await self.presence_join(users, lease)
 
     async def presence_leave(self, users: list[str]) -> None:
         for shard, members in _by_shard(users).items():

@@ -71,6 +71,21 @@ def _fail(reason: str, message: str) -> NoReturn:
     raise InvalidEvent(reason, message)
 
 
+def parse_topic_body(raw: bytes, limits: TopicLimits) -> TaskEvent:
+    """A task-updates request body: size first (no parser runs on an oversized body), then JSON,
+    then the schema. Only InvalidEvent escapes, so a hostile body is DROPped, never a 500."""
+    if len(raw) > limits.max_bytes:
+        _fail("too_large", f"message is {len(raw)} bytes, limit {limits.max_bytes}")
+    try:
+        envelope = json.loads(raw)
+    except RecursionError:
+        # The C scanner recurses per nesting level (~1000 deep); daprd's Go parser accepts 10000.
+        _fail("too_deep", "body nests too deep to parse")
+    except (ValueError, UnicodeDecodeError) as e:
+        _fail("bad_json", f"body is not JSON: {e}")
+    return parse_topic_message(envelope, len(raw), limits)
+
+
 def parse_topic_message(envelope: Any, raw_size: int, limits: TopicLimits) -> TaskEvent:
     if raw_size > limits.max_bytes:
         _fail("too_large", f"message is {raw_size} bytes, limit {limits.max_bytes}")

@@ -8,20 +8,18 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from actors.session_core import Position
 from gateway import protocol
 from gateway.auth import AuthError, Identity, verify
 from gateway.connection import Connection
 from gateway.context import Context
+from gateway.handshake import ConnectRefused, bearer, check_connect
 from gateway.ratelimit import TokenBucket
-from gateway.transport_ws import DEVICE_RE, bearer, origin_allowed
 
 RETRY_MS = 1000
 
@@ -50,26 +48,21 @@ async def sse_endpoint(request: Request, ctx: Context) -> Response:
     s = ctx.settings
     if ctx.hub.draining:
         return _one_shot(protocol.error("server_shutdown", "replica is shutting down"), RETRY_MS)
-    if not origin_allowed(
-        request.headers.get("origin"), request.headers.get("host"), s.allowed_origins
-    ):
-        return _error(403, "forbidden_origin", "origin not allowed")
-    ident = authenticate(request, ctx)
-    if isinstance(ident, JSONResponse):
-        return ident
-    device = request.query_params.get("device") or uuid.uuid4().hex[:16]
-    since = request.headers.get("last-event-id") or request.query_params.get("since") or None
-    if not DEVICE_RE.match(device):
-        return _error(400, "bad_field", "bad device id")
-    if since is not None:
-        try:
-            Position.parse(since)
-        except ValueError:
-            return _error(400, "bad_field", "bad since position / Last-Event-ID")
+    try:
+        params = check_connect(
+            ctx.auth,
+            s.allowed_origins,
+            request.headers,
+            request.query_params,
+            request.headers.get("last-event-id") or request.query_params.get("since") or None,
+        )
+    except ConnectRefused as e:
+        return _error(e.status, e.code, e.message)
+    ident, device, since = params.ident, params.device, params.since
 
     conn = ctx.hub.new_connection(ident.user, device, "sse", ident.expires_at)
     try:
-        await asyncio.wait_for(ctx.hub.register(conn, since), s.handshake_timeout_s)
+        page = await asyncio.wait_for(ctx.hub.register(conn, since), s.handshake_timeout_s)
     except TimeoutError:
         await ctx.hub.remove(conn)
         return _one_shot(
@@ -79,8 +72,7 @@ async def sse_endpoint(request: Request, ctx: Context) -> Response:
         await ctx.hub.remove(conn)
         return _one_shot(protocol.error(e.code.name, str(e)), 5000)
     # The replay runs beside the stream so the stream's reader paces it.
-    replay = asyncio.create_task(ctx.hub.replay(conn))
-    conn.background = replay
+    conn.background = asyncio.create_task(ctx.hub.replay(conn, page))
 
     return StreamingResponse(
         _stream(conn, ctx),
@@ -157,7 +149,7 @@ async def sse_post(request: Request, ctx: Context, conn_id: str, action: str) ->
         max_frame_bytes=ctx.settings.max_frame_bytes, max_filter_items=ctx.settings.max_filter_items
     )
     try:
-        frame = protocol.decode(json.dumps(body), "json", limits)
+        frame = protocol.decode_object(body, limits)
     except protocol.ProtocolError as e:
         return _error(413 if e.code == "frame_too_large" else 400, e.code, e.message)
     await ctx.frames.handle(conn, frame)

@@ -5,40 +5,21 @@ from the catalogue."""
 import asyncio
 import contextlib
 import logging
-import re
 import time
-import uuid
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from actors.session_core import Position
 from gateway import protocol
-from gateway.auth import AuthError, verify
 from gateway.connection import Connection
 from gateway.context import Context
+from gateway.handshake import ConnectRefused, check_connect
+from gateway.hub import ReplayPage
 from gateway.ratelimit import TokenBucket
 
 log = logging.getLogger("gateway.ws")
 
-DEVICE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_PROTOCOL_ERRORS = 10
 MAX_RATE_VIOLATIONS = 20
-
-
-def bearer(header: str | None) -> str | None:
-    if header and header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return None
-
-
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
-    """No Origin (non-browser client) is fine; a browser must be same-host or allowlisted."""
-    if origin is None:
-        return True
-    if "*" in allowed or origin in allowed:
-        return True
-    bare = origin.split("://", 1)[-1]
-    return host is not None and bare == host
 
 
 async def _refuse(ws: WebSocket, code: protocol.CloseCode, message: str) -> None:
@@ -55,27 +36,18 @@ async def websocket_endpoint(ws: WebSocket, ctx: Context) -> None:
     if ctx.hub.draining:
         await _refuse(ws, protocol.SERVER_SHUTDOWN, "replica is shutting down")
         return
-    if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), s.allowed_origins):
-        await _refuse(ws, protocol.FORBIDDEN_ORIGIN, "origin not allowed")
-        return
-    token = bearer(ws.headers.get("authorization")) or ws.query_params.get("token")
     try:
-        ident = verify(ctx.auth, token or "")
-    except AuthError as e:
-        code = protocol.TOKEN_EXPIRED if e.code == "token_expired" else protocol.UNAUTHORIZED
-        await _refuse(ws, code, e.message)
+        params = check_connect(
+            ctx.auth,
+            s.allowed_origins,
+            ws.headers,
+            ws.query_params,
+            ws.query_params.get("since") or None,
+        )
+    except ConnectRefused as e:
+        await _refuse(ws, e.close, e.message)
         return
-    device = ws.query_params.get("device") or uuid.uuid4().hex[:16]
-    since = ws.query_params.get("since") or None
-    if not DEVICE_RE.match(device):
-        await _refuse(ws, protocol.PROTOCOL_ERROR, "bad device id")
-        return
-    if since is not None:
-        try:
-            Position.parse(since)
-        except ValueError:
-            await _refuse(ws, protocol.PROTOCOL_ERROR, "bad since position")
-            return
+    ident, device, since = params.ident, params.device, params.since
     enc, subprotocol = protocol.choose_encoding(list(ws.scope.get("subprotocols", [])))
     await ws.accept(subprotocol=subprotocol)
 
@@ -85,8 +57,9 @@ async def websocket_endpoint(ws: WebSocket, ctx: Context) -> None:
     try:
         # Only the actor's answer is bounded by the handshake timeout; the replay after it is
         # paced by the client's reading speed (send timeout).
+        page: ReplayPage = ([], False)
         try:
-            await asyncio.wait_for(ctx.hub.register(conn, since), s.handshake_timeout_s)
+            page = await asyncio.wait_for(ctx.hub.register(conn, since), s.handshake_timeout_s)
         except TimeoutError:
             conn.fail(protocol.HANDSHAKE_TIMEOUT)
         except ctx.attach_refused as e:
@@ -96,7 +69,7 @@ async def websocket_endpoint(ws: WebSocket, ctx: Context) -> None:
             # Replay, reading and heartbeats run side by side: a long replay must not starve
             # the client's pongs, and a close must not wait for the replay to finish.
             tasks += [
-                asyncio.create_task(ctx.hub.replay(conn)),
+                asyncio.create_task(ctx.hub.replay(conn, page)),
                 asyncio.create_task(_reader(ws, conn, ctx, enc)),
                 asyncio.create_task(_heartbeat(conn, ctx)),
             ]
@@ -110,8 +83,13 @@ async def websocket_endpoint(ws: WebSocket, ctx: Context) -> None:
         # Close before detaching: a draining replica waits for remove(), and the client must
         # have our close code by then, not the server's generic 1012.
         final = conn.close_code
-        log.info("closing %s user=%s code=%s %s", conn.conn_id, conn.user,
-                 final.code if final else None, final.name if final else "")
+        log.info(
+            "closing %s user=%s code=%s %s",
+            conn.conn_id,
+            conn.user,
+            final.code if final else None,
+            final.name if final else "",
+        )
         if final is not None and ws.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(final.code, final.name), 2.0)

@@ -1,4 +1,4 @@
-"""Hostile task-updates bodies at the byte level (gateway.app.parse_task_update).
+"""Hostile task-updates bodies at the byte level (gateway.topic_schema.parse_topic_body).
 
 test_topic_schema.py covers the schema on already-parsed envelopes; these are the raw bodies
 daprd posts to /internal/dapr/task-updates, before any JSON parsing. The contract: only
@@ -14,8 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.app import parse_task_update
-from gateway.topic_schema import REASONS, InvalidEvent, TopicLimits
+from gateway.topic_schema import REASONS, InvalidEvent, TopicLimits, parse_topic_body
 
 LIM = TopicLimits()
 
@@ -86,7 +85,7 @@ HOSTILE: list[tuple[str, bytes, str]] = [
 @pytest.mark.parametrize(("raw", "reason"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
 def test_hostile_body_is_invalid_event(raw: bytes, reason: str) -> None:
     with pytest.raises(InvalidEvent) as ei:
-        parse_task_update(raw, LIM)
+        parse_topic_body(raw, LIM)
     assert ei.value.reason == reason
     assert ei.value.reason in REASONS
 
@@ -94,12 +93,12 @@ def test_hostile_body_is_invalid_event(raw: bytes, reason: str) -> None:
 def test_size_is_checked_before_parsing() -> None:
     # A body one byte over a small limit is refused as too_large although it is not JSON.
     with pytest.raises(InvalidEvent) as ei:
-        parse_task_update(b"{" * 101, TopicLimits(max_bytes=100))
+        parse_topic_body(b"{" * 101, TopicLimits(max_bytes=100))
     assert ei.value.reason == "too_large"
 
 
 def test_valid_body_still_parses() -> None:
-    ev = parse_task_update(GOOD, LIM)
+    ev = parse_topic_body(GOOD, LIM)
     assert (ev.type, ev.task_id, ev.event_id) == ("task_created", "1", "ce-1")
 
 
@@ -111,7 +110,7 @@ FUZZ = settings(max_examples=300, deadline=None,
 @given(st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
 def test_arbitrary_bytes_only_raise_invalid_event(raw: bytes) -> None:
     try:
-        parse_task_update(raw, LIM)
+        parse_topic_body(raw, LIM)
     except InvalidEvent as e:
         assert e.reason in REASONS
 
@@ -123,7 +122,7 @@ def test_any_nesting_depth_only_raises_invalid_event(levels: int, opener: str) -
     raw = (b'{"id":"ce-1","data":{"type":"task_created","data":{"id":1,"x":'
            + (opener * levels + inner + closer * levels).encode() + b"}}}")
     try:
-        ev = parse_task_update(raw, LIM)
+        ev = parse_topic_body(raw, LIM)
     except InvalidEvent as e:
         assert e.reason in ("too_deep", "too_large")
         assert levels > LIM.max_depth - 2

@@ -1,15 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CLOSE_CODES, TaskSyncClient } from "../tasksync.js";
-import { setup, settle, welcome, ev } from "./fakes.js";
-
-async function openWs(env, seq = 0, extra = {}) {
-  await settle();
-  const ws = env.lastWs();
-  ws.open();
-  ws.receive(welcome(seq, extra));
-  return ws;
-}
+import { setup, settle, welcome, ev, openWs } from "./fakes.js";
 
 test("first connect: ws URL derived from http URL, token/device query, JSON subprotocol, no since", async () => {
   const env = setup();

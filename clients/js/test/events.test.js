@@ -1,14 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, settle, welcome, ev } from "./fakes.js";
-
-async function openWs(env, seq = 0, extra = {}) {
-  await settle();
-  const ws = env.lastWs();
-  ws.open();
-  ws.receive(welcome(seq, extra));
-  return ws;
-}
+import { setup, settle, welcome, ev, openWs } from "./fakes.js";
 
 test("handlers per type and '*', with unsubscribe", async () => {
   const env = setup();

@@ -217,3 +217,12 @@ export function welcome(seq = 0, extra = {}) {
 export function ev(seq, type = "task_created", data = { id: seq }) {
   return { type, seq, id: `ev-${seq}`, data };
 }
+
+/** Open the client's latest WebSocket and answer with a welcome at `seq`. */
+export async function openWs(env, seq = 0, extra = {}) {
+  await settle();
+  const ws = env.lastWs();
+  ws.open();
+  ws.receive(welcome(seq, extra));
+  return ws;
+}

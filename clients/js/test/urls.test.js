@@ -1,18 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TaskSyncClient } from "../tasksync.js";
-import { setup, settle, welcome, ev, MemoryStorage } from "./fakes.js";
+import { setup, settle, welcome, ev, MemoryStorage, openWs } from "./fakes.js";
 
 const A = "http://gw-a.test:8001";
 const B = "http://gw-b.test:8002";
-
-async function openWs(env, seq = 0, extra = {}) {
-  await settle();
-  const ws = env.lastWs();
-  ws.open();
-  ws.receive(welcome(seq, extra));
-  return ws;
-}
 
 const hostOf = (x) => new URL(x.url).host;
 
