@@ -13,8 +13,10 @@ from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI, Response
 
 from actors.presence_actor import Presence
-from actors.serializers import BytesPassthroughSerializer, PlainJSONSerializer
+from actors.registry_actor import ReplicaRegistry
+from actors.serializers import BytesPassthroughSerializer
 from actors.session_actor import UserSession
+from actors.state_client import STATE
 from actors.wire import pack
 from gateway.dapr_trust import DaprTokenMiddleware
 
@@ -35,13 +37,11 @@ ActorRuntime.set_actor_config(
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    for actor in (UserSession, Presence):
-        await actor_ext.register_actor(
-            actor,
-            message_serializer=BytesPassthroughSerializer(),
-            state_serializer=PlainJSONSerializer(),
-        )
+    for actor in (UserSession, Presence, ReplicaRegistry):
+        # State goes through actors/state_client.py, not the SDK's state manager.
+        await actor_ext.register_actor(actor, message_serializer=BytesPassthroughSerializer())
     yield
+    await STATE.close()
 
 
 app = FastAPI(title="tasksync sessions host", lifespan=lifespan)

@@ -27,10 +27,6 @@ class UserSessionInterface(ActorInterface):
     async def detach(self, payload: bytes) -> bytes: ...
 
     @abstractmethod
-    @actormethod(name="renew")
-    async def renew(self, payload: bytes) -> bytes: ...
-
-    @abstractmethod
     @actormethod(name="ack")
     async def ack(self, payload: bytes) -> bytes: ...
 
@@ -45,8 +41,8 @@ class UserSessionInterface(ActorInterface):
 
 class PresenceInterface(ActorInterface):
     @abstractmethod
-    @actormethod(name="renew")
-    async def renew(self, payload: bytes) -> bytes: ...
+    @actormethod(name="join")
+    async def join(self, payload: bytes) -> bytes: ...
 
     @abstractmethod
     @actormethod(name="leave")
@@ -55,3 +51,17 @@ class PresenceInterface(ActorInterface):
     @abstractmethod
     @actormethod(name="list_users")
     async def list_users(self, payload: bytes) -> bytes: ...
+
+
+class ReplicaRegistryInterface(ActorInterface):
+    @abstractmethod
+    @actormethod(name="heartbeat")
+    async def heartbeat(self, payload: bytes) -> bytes: ...
+
+    @abstractmethod
+    @actormethod(name="leave")
+    async def leave(self, payload: bytes) -> bytes: ...
+
+    @abstractmethod
+    @actormethod(name="snapshot")
+    async def snapshot(self, payload: bytes) -> bytes: ...

@@ -1,56 +1,50 @@
-"""Presence actor shell: load, apply a presence_core rule, save, answer."""
+"""Presence actor shell (one per shard): load, apply a presence_core rule, write, answer."""
+
+from __future__ import annotations
 
 import time
 from typing import Any
 
-from dapr.actor import Actor
-
 from actors import presence_core as core
 from actors.interfaces import PresenceInterface
+from actors.session_actor import LIMITS
+from actors.session_core import Liveness, _float, _get, _list, _str
+from actors.single_key import SingleKeyActor
 from actors.wire import pack, unpack
 
-STATE_KEY = "presence"
+
+def _users(req: dict[str, Any]) -> list[str]:
+    return [_str(u, "user") for u in _list(req.get("users", []), "users")]
 
 
-class Presence(Actor, PresenceInterface):
-    async def _load(self) -> core.PresenceState:
-        found, raw = await self._state_manager.try_get_state(STATE_KEY)
-        if found and isinstance(raw, dict):
-            return core.PresenceState.from_wire(raw)
-        return core.PresenceState()
+class Presence(SingleKeyActor[core.PresenceState], PresenceInterface):
+    TYPE_NAME = "Presence"
+    STATE_KEY = "presence"
 
-    async def _commit(self, state: core.PresenceState) -> None:
-        await self._state_manager.set_state(STATE_KEY, state.to_wire())
-        await self._state_manager.save_state()
+    def _decode(self, raw: dict[str, Any] | None) -> core.PresenceState:
+        return core.PresenceState() if raw is None else core.PresenceState.from_wire(raw)
 
-    async def _guard(self, payload: bytes, mode: str) -> bytes:
-        try:
-            req: dict[str, Any] = unpack(payload)
-            state = await self._load()
-            now = time.time()
-            users = [str(u) for u in req.get("users", [])]
-            replica = str(req.get("replica", ""))
-            if mode == "renew":
-                # Renewal only ever adds: a periodic full list that removed absentees would race
-                # with a join that happened after the list was taken. Departures are explicit
-                # (leave) or expire with their lease.
-                core.join(state, replica, users, now, float(req.get("lease", 30.0)))
-            elif mode == "leave":
-                core.leave(state, replica, users, now)
-            else:
-                return pack({"users": core.live_users(state, now)})
-            await self._commit(state)
-            return pack({"ok": True})
-        except BaseException:
-            # The SDK keeps unsaved changes after a non-Dapr exception: drop them.
-            await self._state_manager.clear_cache()
-            raise
-
-    async def renew(self, payload: bytes) -> bytes:
-        return await self._guard(payload, "renew")
+    async def join(self, payload: bytes) -> bytes:
+        req: dict[str, Any] = unpack(payload)
+        state = await self._load()
+        core.join(state, _str(_get(req, "replica"), "replica"), _users(req), time.time())
+        await self._write(state)
+        return pack({"ok": True})
 
     async def leave(self, payload: bytes) -> bytes:
-        return await self._guard(payload, "leave")
+        req: dict[str, Any] = unpack(payload)
+        state = await self._load()
+        core.leave(state, _str(_get(req, "replica"), "replica"), _users(req))
+        await self._write(state)
+        return pack({"ok": True})
 
     async def list_users(self, payload: bytes) -> bytes:
-        return await self._guard(payload, "list")
+        """Users with a connection on a live replica; the caller's snapshot prunes the rest."""
+        req: dict[str, Any] = unpack(payload)
+        state = await self._load()
+        if "live" in req:
+            live = Liveness(frozenset(_str(r, "replica") for r in _list(req["live"], "live")),
+                            _float(_get(req, "as_of"), "as_of"))
+            if core.prune(state, live, LIMITS.replica_grace_s):
+                await self._write(state)
+        return pack({"users": core.users_of(state)})

@@ -1,13 +1,18 @@
-"""Pure rules of the presence registry: which users have a live connection on which replica.
+"""Pure rules of the presence registry: which users have a connection on which replica.
 
 Only broadcasts need it ("every user connected at that moment"). Users are spread over a fixed
-number of Presence actors (shards) so no single actor holds everyone. Entries are leases: a
-crashed replica's users disappear when its leases run out, without any cleanup call.
+number of Presence actors (shards) so no single actor holds everyone. Entries are explicit (join
+on a user's first connection on a replica, leave on its last) and carry no lease: a crashed
+replica's users drop out when a liveness snapshot no longer lists the replica, so keeping
+presence costs nothing on a timer.
 """
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from actors.session_core import ConnLease, Liveness, _float, _map, _str
 
 SHARDS = 8
 
@@ -19,40 +24,47 @@ def shard_of(user: str, shards: int = SHARDS) -> str:
 
 @dataclass
 class PresenceState:
-    # user -> replica -> lease expiry
+    # user -> replica -> when the user joined there (judged like a connection by a snapshot)
     users: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         return {"users": self.users}
 
     @staticmethod
-    def from_wire(d: dict[str, Any]) -> "PresenceState":
-        return PresenceState(
-            users={u: {r: float(t) for r, t in reps.items()} for u, reps in d["users"].items()}
-        )
+    def from_wire(d: Mapping[str, Any]) -> "PresenceState":
+        return PresenceState(users={
+            _str(u, "user"): {_str(r, "replica"): _float(t, "since")
+                              for r, t in _map(reps, "replicas").items()}
+            for u, reps in _map(d.get("users") or {}, "users").items()
+        })
 
 
-def prune(state: PresenceState, now: float) -> None:
+def join(state: PresenceState, replica: str, users: list[str], now: float) -> None:
+    for user in users:
+        state.users.setdefault(user, {})[replica] = now
+
+
+def leave(state: PresenceState, replica: str, users: list[str]) -> None:
+    for user in users:
+        reps = state.users.get(user)
+        if reps is not None:
+            reps.pop(replica, None)
+            if not reps:
+                del state.users[user]
+
+
+def prune(state: PresenceState, live: Liveness, grace_s: float) -> bool:
+    """Drop entries of replicas the snapshot shows dead; True when anything changed."""
+    changed = False
     for user in list(state.users):
-        live = {r: t for r, t in state.users[user].items() if t > now}
-        if live:
-            state.users[user] = live
-        else:
+        reps = state.users[user]
+        for r in [r for r, t in reps.items() if not live.holds(ConnLease(r, "", t), grace_s)]:
+            del reps[r]
+            changed = True
+        if not reps:
             del state.users[user]
+    return changed
 
 
-def join(state: PresenceState, replica: str, users: list[str], now: float, lease: float) -> None:
-    for user in users:
-        state.users.setdefault(user, {})[replica] = now + lease
-    prune(state, now)
-
-
-def leave(state: PresenceState, replica: str, users: list[str], now: float) -> None:
-    for user in users:
-        state.users.get(user, {}).pop(replica, None)
-    prune(state, now)
-
-
-def live_users(state: PresenceState, now: float) -> list[str]:
-    prune(state, now)
+def users_of(state: PresenceState) -> list[str]:
     return sorted(state.users)

@@ -3,14 +3,13 @@
 The SDK's default JSON serializer turns date- or duration-looking strings ("2024-01-02-abc", "5m")
 into datetime/timedelta objects. Event data and device ids are user text, so:
 - method payloads travel as raw msgpack bytes (BytesPassthroughSerializer), and
-- state values are plain JSON (PlainJSONSerializer), never reinterpreted.
+- state never goes through the SDK's serializers (actors/state_client.py writes plain JSON).
 """
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-from dapr.serializers import DefaultJSONSerializer, Serializer
+from dapr.serializers import DefaultJSONSerializer
 
 
 def _wants_bytes(data_type: Any) -> bool:
@@ -35,18 +34,3 @@ class BytesPassthroughSerializer(DefaultJSONSerializer):
         if _wants_bytes(data_type):
             return bytes(data) if not isinstance(data, str) else data.encode()
         return super().deserialize(data, data_type, custom_hook)
-
-
-class PlainJSONSerializer(Serializer):
-    """Plain json.dumps/json.loads for actor state: no date or duration guessing."""
-
-    def serialize(self, obj: object, custom_hook: Callable[[object], bytes] | None = None) -> bytes:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-    def deserialize(
-        self,
-        data: bytes,
-        data_type: Any = object,
-        custom_hook: Callable[[bytes], object] | None = None,
-    ) -> Any:
-        return json.loads(data)

@@ -1,13 +1,14 @@
-"""UserSession actor shell: load meta, apply a session_core rule, write keys, save, answer.
+"""UserSession actor shell: decode a contract request, apply session_core, write one
+transaction, answer. Storage layout in actors/session_storage.py.
 
-State layout (one key per event plus a small meta key, never an ever-growing list):
-  meta       -> SessionMeta.to_wire()
-  ev:<seq>   -> EventRecord.to_wire()
-All writes of one call go to daprd as one transaction (save_state), so meta and events agree.
+The active actor keeps its session in memory between turns (turn-based concurrency makes it the
+only writer), so a turn never reads the store: it writes meta plus the touched chunk in ONE
+transaction on a pooled connection. If that write fails, the in-memory copy is dropped and the
+next turn rebuilds from the store, so memory never runs ahead of what was persisted.
 """
 
-import asyncio
-import json
+from __future__ import annotations
+
 import logging
 import os
 import time
@@ -15,18 +16,21 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgpack
 from dapr.actor import Actor
 
+from actors import contract as c
 from actors import session_core as core
+from actors import session_storage as storage
 from actors.interfaces import UserSessionInterface
+from actors.state_client import STATE
 from actors.wire import pack, unpack
 
 log = logging.getLogger("actors.session")
 
-META_KEY = "meta"
+TYPE_NAME = "UserSession"
 REPLAY_PAGE = 500  # events per attach/read answer; the gateway pages for more
-# Bytes per answer: daprd refuses bodies over 4 MiB (dapr-http-max-request-size), so a page of
-# large events must stop early rather than fail the whole replay.
+# daprd refuses bodies over 4 MiB (dapr-http-max-request-size): a page of large events stops early.
 REPLAY_BYTES = 1 << 20
 
 
@@ -36,197 +40,177 @@ def _limits_from_env() -> core.Limits:
         max_events=int(env("TASKSYNC_RETENTION_EVENTS", "1000")),
         max_age_s=float(env("TASKSYNC_RETENTION_SECONDS", "86400")),
         max_connections=int(env("TASKSYNC_MAX_CONNECTIONS_PER_USER", "16")),
-        lease_s=float(env("TASKSYNC_LEASE_SECONDS", "30")),
+        lease_s=float(env("TASKSYNC_LEASE_SECONDS", "15")),
     )
 
 
 LIMITS = _limits_from_env()
 
 
-def _opt_str(v: Any) -> str | None:
-    return None if v is None else str(v)
+class Session:
+    """The in-memory copy of one user's session: meta plus the retained records by seq."""
+
+    def __init__(self, meta: core.SessionMeta, records: dict[int, core.EventRecord]) -> None:
+        self.meta = meta
+        self.records = records
+
+    def page(self, first: int, last: int) -> list[core.EventRecord]:
+        """Records first..last, cut short after REPLAY_BYTES (always at least one)."""
+        out: list[core.EventRecord] = []
+        size = 0
+        for seq in range(first, last + 1):
+            rec = self.records[seq]
+            if out and size >= REPLAY_BYTES:
+                break
+            size += len(msgpack.packb(rec.data))
+            out.append(rec)
+        return out
 
 
-def ev_key(seq: int) -> str:
-    return f"ev:{seq}"
+def _fresh(reason: str, user: str, keep_filters: core.Filters | None = None) -> Session:
+    # No usable log = it starts from nothing: a new epoch tells every client to resync.
+    meta = core.new_session(uuid.uuid4().hex[:16])
+    if keep_filters is not None:
+        meta.filters = keep_filters
+    if reason:
+        log.warning("user %s: session log starts a new epoch %s: %s", user, meta.epoch, reason)
+    return Session(meta, {})
 
 
 class UserSession(Actor, UserSessionInterface):
-    async def _load(self) -> core.SessionMeta:
-        found, raw = await self._state_manager.try_get_state(META_KEY)
-        if found and isinstance(raw, dict):
-            return core.SessionMeta.from_wire(raw)
-        # No meta = the log starts from nothing: a new epoch tells clients to resync.
-        return core.new_session(uuid.uuid4().hex[:16])
+    _session: Session | None = None
 
-    async def _save(self, meta: core.SessionMeta, delete: list[int]) -> None:
-        for seq in delete:
-            await self._state_manager.try_remove_state(ev_key(seq))
-        await self._state_manager.set_state(META_KEY, meta.to_wire())
-        await self._state_manager.save_state()
+    async def _load(self) -> Session:
+        if self._session is not None:
+            return self._session
+        user = self.id.id
+        stored = await STATE.get(TYPE_NAME, user, storage.META_KEY)
+        if stored is None:
+            session = _fresh("", user)
+        else:
+            try:
+                needed = storage.chunks_needed(stored)
+                got = await STATE.get_many(
+                    TYPE_NAME, user, [storage.chunk_key(k) for k in needed]
+                )
+                meta, records = storage.restore(stored, dict(zip(needed, got, strict=True)))
+                session = Session(meta, records)
+            except storage.LogLost as e:
+                filters = core.Filters.from_wire(stored.get("filters") or {})
+                session = _fresh(f"the store lost events ({e})", user, filters)
+            except (ValueError, TypeError) as e:
+                session = _fresh(f"unreadable stored session ({e})", user)
+        self._session = session
+        return session
 
-    async def _read_events(self, first: int, last: int) -> list[dict[str, Any]]:
-        """Events first..last, cut short after REPLAY_BYTES (always at least one). Events are
-        immutable once written, so they are read past the state cache."""
-        provider = self._runtime_ctx.state_provider
-        actor_type = self._runtime_ctx.actor_type_info.type_name
-        seqs = list(range(first, last + 1))
-        out: list[dict[str, Any]] = []
-        size = 0
-        for i in range(0, len(seqs), 16):
-            if out and size >= REPLAY_BYTES:
-                break
-            chunk = seqs[i : i + 16]
-            got = await asyncio.gather(
-                *(provider.try_load_state(actor_type, self.id.id, ev_key(s)) for s in chunk)
-            )
-            for seq, (found, raw) in zip(chunk, got, strict=True):
-                if not found:
-                    raise LookupError(f"event {seq} missing from the log")
-                if out and size >= REPLAY_BYTES:
-                    break
-                size += len(json.dumps(raw))
-                out.append(raw)
-        return out
+    async def _commit(self, s: Session, appended: list[int], deleted: list[int]) -> None:
+        for seq in deleted:
+            s.records.pop(seq, None)
+        ops = storage.write_ops(s.meta, s.records, appended, deleted)
+        await STATE.transact(TYPE_NAME, self.id.id, ops)
 
-    async def _guard(
-        self, payload: bytes, body: Callable[[dict[str, Any]], Awaitable[bytes]]
+    async def _turn(
+        self,
+        payload: bytes,
+        body: Callable[[dict[str, Any], Session], Awaitable[dict[str, Any]]],
     ) -> bytes:
         try:
-            return await body(unpack(payload))
+            return pack(await body(unpack(payload), await self._load()))
         except BaseException:
-            # The SDK keeps unsaved changes after a non-Dapr exception and would save them with
-            # the next call: drop them so a failed call leaves no trace.
-            await self._state_manager.clear_cache()
+            # Memory may be ahead of the store now: rebuild from the store on the next turn.
+            self._session = None
             raise
 
     async def deliver(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any]) -> bytes:
-            ev = req["event"]
-            meta = await self._load()
-            res = core.deliver(
-                meta,
-                core.IncomingEvent(
-                    id=str(ev["id"]),
-                    type=str(ev["type"]),
-                    data=dict(ev["data"]),
-                    task_id=_opt_str(ev.get("task_id")),
-                    list_id=_opt_str(ev.get("list_id")),
-                ),
-                time.time(),
-                LIMITS,
-            )
-            if res.status == "duplicate":
-                # Nothing changes; routes are returned so a redelivery can be re-sent.
-                return pack(
-                    {
-                        "status": res.status,
-                        "seq": res.seq,
-                        "routes": res.routes,
-                        "epoch": meta.epoch,
-                    }
-                )
-            if res.record is not None:
-                await self._state_manager.set_state(ev_key(res.record.seq), res.record.to_wire())
-            await self._save(meta, res.delete)
-            return pack(
-                {"status": res.status, "seq": res.seq, "routes": res.routes, "epoch": meta.epoch}
-            )
+        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+            events = c.DeliverRequest.from_wire(req).events
+            now = time.time()
+            results: list[c.Delivered] = []
+            appended: list[int] = []
+            deleted: list[int] = []
+            for ev in events:
+                res = core.deliver(s.meta, ev, now, LIMITS)
+                if res.record is not None:
+                    s.records[res.record.seq] = res.record
+                    appended.append(res.record.seq)
+                deleted += res.delete
+                seq = res.seq if res.status == "appended" or res.routes else 0
+                results.append(c.Delivered(res.status, seq))
+            if appended or deleted:
+                await self._commit(s, appended, deleted)
+            routes = core.routes(s.meta)
+            return c.DeliverAnswer(s.meta.epoch, results, routes).to_wire()
 
-        return await self._guard(payload, body)
+        return await self._turn(payload, body)
 
     async def attach(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any]) -> bytes:
-            meta = await self._load()
-            since = core.Position.parse(req["since"]) if req.get("since") else None
+        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+            r = c.AttachRequest.from_wire(req)
+            since = core.Position.parse(r.since) if r.since else None
             res = core.attach(
-                meta,
-                str(req["conn"]),
-                str(req["replica"]),
-                str(req["device"]),
-                since,
-                time.time(),
-                LIMITS,
+                s.meta, r.conn, r.replica, r.device, since, time.time(), LIMITS, r.live
             )
-            out: dict[str, Any] = {
-                "outcome": res.outcome,
-                "epoch": res.epoch,
-                "head": res.head,
-                "start": res.start,
-                "resumed": res.resumed,
-                "reason": res.reason,
-                "events": [],
-                "more": False,
-            }
+            answer = c.AttachAnswer(
+                res.outcome, res.epoch, res.head, res.start, res.resumed, res.reason
+            )
             if res.outcome == "too_many_connections":
-                return pack(out)
-            last = min(res.head, res.replay_from + REPLAY_PAGE - 1)
-            if res.outcome == "ok" and res.replay_from <= last:
-                events = await self._read_events(res.replay_from, last)
-                out["events"] = events
-                out["more"] = int(events[-1]["seq"]) < res.head
-            await self._save(meta, [])
-            return pack(out)
+                return answer.to_wire()
+            events: list[core.EventRecord] = []
+            if res.outcome == "ok" and res.replay_from <= res.head:
+                events = s.page(res.replay_from, min(res.head, res.replay_from + REPLAY_PAGE - 1))
+            await self._commit(s, [], [])
+            more = bool(events) and events[-1].seq < res.head
+            return c.AttachAnswer(
+                res.outcome, res.epoch, res.head, res.start, res.resumed, res.reason,
+                events, more,
+            ).to_wire()
 
-        return await self._guard(payload, body)
+        return await self._turn(payload, body)
 
     async def read(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any]) -> bytes:
-            meta = await self._load()
-            if req.get("epoch") != meta.epoch:
-                return pack({"resync": True, "epoch": meta.epoch, "head": meta.head})
-            limit = max(1, min(int(req.get("limit", REPLAY_PAGE)), REPLAY_PAGE))
-            rng = core.read_range(meta, int(req["after"]), limit)
-            if rng is None:
-                return pack({"resync": True, "epoch": meta.epoch, "head": meta.head})
+        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+            r = c.ReadRequest.from_wire(req)
+            meta = s.meta
+            rng = core.read_range(meta, r.after, max(1, min(r.limit, REPLAY_PAGE)))
+            if r.epoch != meta.epoch or rng is None:
+                return c.ReadAnswer(True, meta.epoch, meta.head).to_wire()
             first, last = rng
-            events = await self._read_events(first, last) if first <= last else []
-            return pack({"resync": False, "epoch": meta.epoch, "head": meta.head, "events": events})
+            events = s.page(first, last) if first <= last else []
+            return c.ReadAnswer(False, meta.epoch, meta.head, events).to_wire()
 
-        return await self._guard(payload, body)
+        return await self._turn(payload, body)
 
     async def detach(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any]) -> bytes:
-            meta = await self._load()
-            core.detach(meta, str(req["conn"]))
-            await self._save(meta, [])
-            return pack({"ok": True})
+        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+            conns = c.DetachRequest.from_wire(req).conns
+            if any(cid in s.meta.conns for cid in conns):
+                for cid in conns:
+                    core.detach(s.meta, cid)
+                await self._commit(s, [], [])
+            return {"ok": True}
 
-        return await self._guard(payload, body)
-
-    async def renew(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any]) -> bytes:
-            meta = await self._load()
-            unknown = core.renew(
-                meta, str(req["replica"]), [str(c) for c in req["conns"]], time.time(), LIMITS
-            )
-            await self._save(meta, [])
-            return pack({"unknown": unknown})
-
-        return await self._guard(payload, body)
+        return await self._turn(payload, body)
 
     async def ack(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any]) -> bytes:
-            meta = await self._load()
-            delete = core.ack(meta, str(req["device"]), int(req["seq"]), time.time(), LIMITS)
-            await self._save(meta, delete)
-            return pack({"ok": True, "tail": meta.tail, "head": meta.head})
+        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+            r = c.AckRequest.from_wire(req)
+            deleted = core.ack(s.meta, r.device, r.seq, time.time(), LIMITS)
+            await self._commit(s, [], deleted)
+            return c.AckAnswer(s.meta.tail, s.meta.head).to_wire()
 
-        return await self._guard(payload, body)
+        return await self._turn(payload, body)
 
     async def set_filters(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any]) -> bytes:
-            meta = await self._load()
-            filters = core.Filters.from_wire(req.get("filters") or {})
-            core.set_filters(meta, filters)
-            await self._save(meta, [])
-            return pack({"filters": filters.to_wire()})
+        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+            msg = c.FiltersMessage.from_wire(req)
+            core.set_filters(s.meta, msg.filters)
+            await self._commit(s, [], [])
+            return msg.to_wire()
 
-        return await self._guard(payload, body)
+        return await self._turn(payload, body)
 
     async def inspect(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any]) -> bytes:
-            meta = await self._load()
-            return pack({"meta": meta.to_wire()})
+        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+            return {"meta": s.meta.to_wire()}
 
-        return await self._guard(payload, body)
+        return await self._turn(payload, body)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Filters",
     "IncomingEvent",
     "Limits",
+    "Liveness",
     "Position",
     "Routes",
     "SessionMeta",
@@ -36,7 +37,6 @@ __all__ = [
     "detach",
     "new_session",
     "read_range",
-    "renew",
     "routes",
     "set_filters",
     "trim",
@@ -50,12 +50,10 @@ _EPOCH_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _POSITION_RE = re.compile(r"([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,18})")
 
 Routes: TypeAlias = dict[str, list[str]]
-"""replica -> sorted conn ids (only unexpired leases)."""
+"""replica -> sorted conn ids (every registered connection; callers skip dead replicas)."""
 
 DeliverStatus: TypeAlias = Literal["appended", "duplicate", "filtered"]
 AttachOutcome: TypeAlias = Literal["ok", "resync", "too_many_connections"]
-_DELIVER_STATUSES: tuple[DeliverStatus, ...] = ("appended", "duplicate", "filtered")
-_ATTACH_OUTCOMES: tuple[AttachOutcome, ...] = ("ok", "resync", "too_many_connections")
 
 
 # --- wire helpers: stored JSON may be old, hand-edited or corrupt, so fail loudly on bad shapes ---
@@ -140,7 +138,10 @@ class Limits:
     max_seen_ids: int = 4096  # dedup memory (bounded)
     max_devices: int = 32  # oldest-seen device evicted beyond this
     max_connections: int = 16  # live (unexpired) connections per user
-    lease_s: float = 30.0  # connection lease length
+    lease_s: float = 30.0  # replica liveness lease (the registry; see replica_core)
+    # Clock skew allowed between the registry and a session actor when judging a connection
+    # by a liveness snapshot: only connections older than snapshot - grace can be dropped.
+    replica_grace_s: float = 5.0
 
     def __post_init__(self) -> None:
         # Zero/negative limits would make deliver() trim the record it just appended or refuse
@@ -149,7 +150,7 @@ class Limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Limits.{name} must be an int >= 1, got {value!r}")
-        for name in ("max_age_s", "lease_s"):
+        for name in ("max_age_s", "lease_s", "replica_grace_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"Limits.{name} must be > 0, got {value!r}")
@@ -162,6 +163,7 @@ class Limits:
             "max_devices": self.max_devices,
             "max_connections": self.max_connections,
             "lease_s": self.lease_s,
+            "replica_grace_s": self.replica_grace_s,
         }
 
     @classmethod
@@ -175,6 +177,9 @@ class Limits:
             max_devices=_int(d.get("max_devices", base.max_devices), "max_devices"),
             max_connections=_int(d.get("max_connections", base.max_connections), "max_connections"),
             lease_s=_float(d.get("lease_s", base.lease_s), "lease_s"),
+            replica_grace_s=_float(
+                d.get("replica_grace_s", base.replica_grace_s), "replica_grace_s"
+            ),
         )
 
 
@@ -296,18 +301,33 @@ class DeviceCursor:
 class ConnLease:
     replica: str
     device: str
-    expires: float  # the lease is dead when expires <= now
+    since: float  # attach time: a liveness snapshot older than this can't judge it
 
     def to_wire(self) -> dict[str, Any]:
-        return {"replica": self.replica, "device": self.device, "expires": self.expires}
+        return {"replica": self.replica, "device": self.device, "since": self.since}
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> ConnLease:
         return cls(
             replica=_str(_get(d, "replica"), "replica"),
             device=_str(_get(d, "device"), "device"),
-            expires=_float(_get(d, "expires"), "expires"),
+            since=_float(_get(d, "since"), "since"),
         )
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """A snapshot of the replica registry: which gateway replicas were alive at ``as_of``.
+
+    Liveness is kept per replica, never per connection: a connection is dead when its replica
+    is not in a snapshot taken well after the connection attached (``since + grace < as_of``), so
+    a replica that registered just before a snapshot was taken is never judged by it."""
+
+    replicas: frozenset[str]
+    as_of: float
+
+    def holds(self, lease: ConnLease, grace_s: float) -> bool:
+        return lease.replica in self.replicas or lease.since + grace_s >= self.as_of
 
 
 @dataclass
@@ -424,48 +444,13 @@ class Position:
         return cls(epoch=_str(_get(d, "epoch"), "epoch"), seq=_int(_get(d, "seq"), "seq"))
 
 
-def _routes_to_wire(r: Routes) -> dict[str, Any]:
-    return {replica: list(conns) for replica, conns in r.items()}
-
-
-def _routes_from_wire(v: Any) -> Routes:
-    return {
-        replica: [_str(c, "route conn") for c in _list(conns, "route conns")]
-        for replica, conns in _map(v, "routes").items()
-    }
-
-
 @dataclass(frozen=True)
 class DeliverResult:
     status: DeliverStatus
     seq: int  # assigned seq; original seq for a duplicate; 0 when filtered
     record: EventRecord | None  # the new record to store (appended only)
     routes: Routes  # appended and duplicate: a redelivery can be re-sent (conns drop dup seqs)
-    delete: list[int]  # seqs whose ev:<seq> keys to delete (trimming)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "seq": self.seq,
-            "record": None if self.record is None else self.record.to_wire(),
-            "routes": _routes_to_wire(self.routes),
-            "delete": list(self.delete),
-        }
-
-    @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> DeliverResult:
-        status = _get(d, "status")
-        if status not in _DELIVER_STATUSES:
-            raise ValueError(f"bad deliver status {status!r}")
-        raw_record = d.get("record")
-        record = None if raw_record is None else EventRecord.from_wire(_map(raw_record, "record"))
-        return cls(
-            status=status,
-            seq=_int(_get(d, "seq"), "seq"),
-            record=record,
-            routes=_routes_from_wire(_get(d, "routes")),
-            delete=[_int(s, "delete") for s in _list(_get(d, "delete"), "delete")],
-        )
+    delete: list[int]  # seqs trimmed by this call (the shell drops them from storage)
 
 
 @dataclass(frozen=True)
@@ -477,32 +462,6 @@ class AttachResult:
     replay_from: int  # first seq the shell must load (start + 1); empty if replay_from > head
     resumed: bool  # a client position or device cursor was honoured
     reason: str  # "" or why resync: "epoch_mismatch" | "too_old" | "ahead_of_log"
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome,
-            "epoch": self.epoch,
-            "head": self.head,
-            "start": self.start,
-            "replay_from": self.replay_from,
-            "resumed": self.resumed,
-            "reason": self.reason,
-        }
-
-    @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> AttachResult:
-        outcome = _get(d, "outcome")
-        if outcome not in _ATTACH_OUTCOMES:
-            raise ValueError(f"bad attach outcome {outcome!r}")
-        return cls(
-            outcome=outcome,
-            epoch=_str(_get(d, "epoch"), "epoch"),
-            head=_int(_get(d, "head"), "head"),
-            start=_int(_get(d, "start"), "start"),
-            replay_from=_int(_get(d, "replay_from"), "replay_from"),
-            resumed=_bool(_get(d, "resumed"), "resumed"),
-            reason=_str(_get(d, "reason"), "reason"),
-        )
 
 
 # --- internal rules ---
@@ -523,8 +482,11 @@ def _bound_seen(meta: SessionMeta, limits: Limits) -> None:
         del meta.seen[:excess]
 
 
-def _expire_leases(meta: SessionMeta, now: float) -> None:
-    for cid in [cid for cid, lease in meta.conns.items() if lease.expires <= now]:
+def _drop_dead(meta: SessionMeta, live: Liveness | None, limits: Limits) -> None:
+    if live is None:
+        return
+    grace = limits.replica_grace_s
+    for cid in [c for c, lease in meta.conns.items() if not live.holds(lease, grace)]:
         del meta.conns[cid]
 
 
@@ -545,22 +507,21 @@ def _evict_devices(meta: SessionMeta, limits: Limits, keep: str | None) -> None:
 # --- public operations (all mutate ``meta`` in place) ---
 
 
-def routes(meta: SessionMeta, now: float) -> Routes:
-    """Unexpired connections grouped by replica. Read-only: expiry needs no detach."""
+def routes(meta: SessionMeta) -> Routes:
+    """Registered connections grouped by replica. The caller skips replicas its liveness
+    snapshot says are dead; a later attach with a snapshot drops them for good."""
     grouped: dict[str, list[str]] = {}
     for cid, lease in meta.conns.items():
-        if lease.expires > now:
-            grouped.setdefault(lease.replica, []).append(cid)
+        grouped.setdefault(lease.replica, []).append(cid)
     return {replica: sorted(grouped[replica]) for replica in sorted(grouped)}
 
 
 def trim(meta: SessionMeta, now: float, limits: Limits) -> list[int]:
-    """Drop expired devices/leases, then retained events from the tail while any of: over
+    """Drop expired devices, then retained events from the tail while any of: over
     ``max_events``, older than ``max_age_s``, or acknowledged by every known device.
     Returns the removed seqs (the shell deletes their ``ev:<seq>`` keys)."""
     for name in [n for n, c in meta.devices.items() if c.seen_at + limits.max_age_s <= now]:
         del meta.devices[name]
-    _expire_leases(meta, now)
     # Re-apply bounds here too so lowering a limit takes effect without new traffic.
     _evict_devices(meta, limits, keep=None)
     _bound_seen(meta, limits)
@@ -593,7 +554,7 @@ def deliver(meta: SessionMeta, ev: IncomingEvent, now: float, limits: Limits) ->
     prior = _seen_seq(meta, ev.id)
     if prior is not None:
         retained = meta.tail <= prior <= meta.head
-        return DeliverResult("duplicate", prior, None, routes(meta, now) if retained else {}, [])
+        return DeliverResult("duplicate", prior, None, routes(meta) if retained else {}, [])
 
     if not meta.filters.matches(ev.type, ev.task_id, ev.list_id):
         meta.seen.append((ev.id, 0))
@@ -608,7 +569,7 @@ def deliver(meta: SessionMeta, ev: IncomingEvent, now: float, limits: Limits) ->
     meta.seen.append((ev.id, seq))
     _bound_seen(meta, limits)
     deleted = trim(meta, now, limits)
-    return DeliverResult("appended", seq, record, routes(meta, now), deleted)
+    return DeliverResult("appended", seq, record, routes(meta), deleted)
 
 
 def attach(
@@ -619,14 +580,16 @@ def attach(
     since: Position | None,
     now: float,
     limits: Limits,
+    live: Liveness | None = None,
 ) -> AttachResult:
     """Register a connection and decide where its stream starts (mutates ``meta``).
 
     Beyond the base rules: on ``ok`` a known device's cursor is raised to ``start`` (a client
     position means "processed up to here", i.e. an implicit ack), never lowered. On
-    ``too_many_connections`` only expired leases are dropped and ``start`` is ``head``.
+    ``too_many_connections`` only connections of dead replicas (by ``live``) are dropped and
+    ``start`` is ``head``.
     """
-    _expire_leases(meta, now)
+    _drop_dead(meta, live, limits)
     head = meta.head
     if conn_id not in meta.conns and len(meta.conns) >= limits.max_connections:
         return AttachResult("too_many_connections", meta.epoch, head, head, head + 1, False, "")
@@ -658,7 +621,7 @@ def attach(
         cursor = start
     else:
         cursor = max(known.seq, start)
-    meta.conns[conn_id] = ConnLease(replica, device, now + limits.lease_s)
+    meta.conns[conn_id] = ConnLease(replica, device, now)
     meta.devices[device] = DeviceCursor(cursor, now)
     _evict_devices(meta, limits, keep=device)
     outcome: AttachOutcome = "resync" if reason else "ok"
@@ -666,31 +629,8 @@ def attach(
 
 
 def detach(meta: SessionMeta, conn_id: str) -> None:
-    """Forget a connection; unknown ids are ignored (the lease may already have expired)."""
+    """Forget a connection; unknown ids are ignored (it may already have been dropped)."""
     meta.conns.pop(conn_id, None)
-
-
-def renew(
-    meta: SessionMeta, replica: str, conn_ids: list[str], now: float, limits: Limits
-) -> list[str]:
-    """Extend the leases of ``conn_ids`` held by ``replica`` (mutates ``meta``).
-
-    Returns, in input order without repeats, the ids that are unknown: expired, never attached,
-    or registered to another replica; the gateway re-attaches those. Renewing also touches the
-    connection's device so a device that stays connected never expires.
-    """
-    _expire_leases(meta, now)
-    unknown: list[str] = []
-    for cid in dict.fromkeys(conn_ids):
-        lease = meta.conns.get(cid)
-        if lease is None or lease.replica != replica:
-            unknown.append(cid)
-            continue
-        meta.conns[cid] = replace(lease, expires=now + limits.lease_s)
-        cursor = meta.devices.get(lease.device)
-        if cursor is not None:
-            meta.devices[lease.device] = replace(cursor, seen_at=now)
-    return unknown
 
 
 def ack(meta: SessionMeta, device: str, seq: int, now: float, limits: Limits) -> list[int]:

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +20,14 @@ from gateway.config import Settings
 from gateway.context import Context
 from gateway.dapr_trust import DaprTokenMiddleware
 from gateway.fanout import replica_topic
-from gateway.topic_schema import InvalidEvent, TopicLimits, parse_topic_body
+from gateway.forwards import ForwardBatch
+from gateway.topic_schema import (
+    InvalidEvent,
+    TaskEvent,
+    TopicLimits,
+    parse_topic_body,
+    parse_topic_message,
+)
 from gateway.transport_sse import sse_endpoint, sse_post
 from gateway.transport_ws import websocket_endpoint
 
@@ -81,9 +89,13 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
         ]
 
     @app.post("/internal/dapr/task-updates")
-    async def task_updates(request: Request) -> dict[str, str]:
+    async def task_updates(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        body = _parse_envelope(raw)
+        if isinstance(body, dict) and isinstance(body.get("entries"), list):
+            return {"statuses": await _bulk(body["entries"])}
         try:
-            ev = parse_topic_body(await request.body(), topic_limits)
+            ev = parse_topic_body(raw, topic_limits)
         except InvalidEvent as e:
             # DROP sends it to the dead-letter topic; never retried, never blocks the rest.
             log.warning("dropping task-updates message to dead-letter: reason=%s %s", e.reason, e)
@@ -95,14 +107,43 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
             return {"status": "RETRY"}
         return {"status": "SUCCESS"}
 
+    async def _bulk(entries: list[Any]) -> list[dict[str, str]]:
+        """Bulk subscribe: one status per entry. Invalid entries are DROPped alone; the valid
+        ones go to the fan-out as one batch."""
+        statuses: list[dict[str, str]] = []
+        batch: list[tuple[str, TaskEvent]] = []
+        for entry in entries:
+            entry_id = entry.get("entryId") if isinstance(entry, dict) else None
+            if not isinstance(entry_id, str):
+                continue  # unanswerable; daprd retries entries it gets no status for
+            try:
+                event = entry.get("event")
+                if isinstance(event, str | bytes):
+                    ev = parse_topic_body(
+                        event.encode() if isinstance(event, str) else event, topic_limits
+                    )
+                else:
+                    ev = parse_topic_message(event, _json_size(event), topic_limits)
+            except InvalidEvent as e:
+                log.warning("dropping task-updates message to dead-letter: reason=%s %s",
+                            e.reason, e)
+                statuses.append({"entryId": entry_id, "status": "DROP"})
+                continue
+            batch.append((entry_id, ev))
+        results = await ctx.fanout.handle_batch([ev for _, ev in batch])
+        for (entry_id, _), ok in zip(batch, results, strict=True):
+            statuses.append({"entryId": entry_id, "status": "SUCCESS" if ok else "RETRY"})
+        return statuses
+
     @app.post("/internal/dapr/replica")
     async def replica_delivery(request: Request) -> dict[str, str]:
         try:
             envelope = json.loads(await request.body())
-            ctx.fanout.receive_forward(envelope["data"])
+            batch = ForwardBatch.from_wire(envelope["data"])
         except (KeyError, TypeError, ValueError, RecursionError) as e:
             log.warning("dropping malformed replica batch: %r", e)
             return {"status": "DROP"}
+        ctx.fanout.receive_forward(batch)
         return {"status": "SUCCESS"}
 
     @app.get("/internal/stats")
@@ -156,6 +197,38 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
         return FileResponse(path, media_type="text/javascript")
 
     return app
+
+
+# daprd's JSON decoder accepts nesting up to 10,000 levels, so a bulk envelope may carry an event
+# that deep; Python's default limit of 1,000 would fail the whole batch. Re-parse such a body with
+# a limit above daprd's (the C stack easily holds it) so the deep entry alone is refused.
+_DEEP_LIMIT = 12_000
+
+
+def _parse_envelope(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old, _DEEP_LIMIT))
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
+        finally:
+            sys.setrecursionlimit(old)
+    except ValueError:
+        return None
+
+
+def _json_size(value: Any) -> int:
+    """Serialized size of an already parsed entry; too deep to serialize = too deep to accept."""
+    try:
+        return len(json.dumps(value, separators=(",", ":")))
+    except RecursionError:
+        raise InvalidEvent("too_deep", "event nests too deep") from None
 
 
 def configure_logging() -> None:

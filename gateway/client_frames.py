@@ -48,14 +48,12 @@ class FrameHandler:
             conn.push(protocol.subscribed(wire, "connection"))
             return
         try:
-            stored = await self.sessions.set_filters(
-                conn.user, filters.to_wire() if filters is not None else None
-            )
+            stored = await self.sessions.set_filters(conn.user, filters or Filters())
         except ActorUnavailable as e:
             log.warning("set_filters for %s failed: %s", conn.user, e)
             conn.push(protocol.error("unavailable", "could not store filters; retry later"))
             return
-        conn.push(protocol.subscribed(stored, "user"))
+        conn.push(protocol.subscribed(stored.to_wire(), "user"))
 
     def _refresh(self, conn: Connection, token: str) -> None:
         try:

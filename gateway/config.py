@@ -38,7 +38,7 @@ class Settings:
     send_timeout_s: float = _float("TASKSYNC_SEND_TIMEOUT_SECONDS", "10")
     gap_hold_s: float = _float("TASKSYNC_GAP_HOLD_SECONDS", "0.5")
     ack_interval_s: float = _float("TASKSYNC_ACK_INTERVAL_SECONDS", "0.5")
-    lease_s: float = _float("TASKSYNC_LEASE_SECONDS", "30")
+    lease_s: float = _float("TASKSYNC_LEASE_SECONDS", "15")
     handshake_timeout_s: float = _float("TASKSYNC_HANDSHAKE_TIMEOUT_SECONDS", "10")
     # Slow loris: every HTTP request head (request line + headers, also a WebSocket upgrade)
     # must be complete within this time and size, else 408 / 431 and the socket is closed.

@@ -8,40 +8,15 @@ loss to the cursor.
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from actors.session_core import Filters
+from actors.session_core import EventRecord, Filters
 from gateway import protocol
 from gateway.ordering import SeqCursor
 from gateway.ratelimit import TokenBucket
 
 # Queue entries: (frame, SSE id or None). SSE uses the id as the resume position.
 Outgoing = tuple[dict[str, Any], str | None]
-
-
-@dataclass(frozen=True)
-class EventItem:
-    seq: int
-    type: str
-    id: str
-    data: dict[str, Any]
-    task_id: str | None
-    list_id: str | None
-
-    def frame(self) -> dict[str, Any]:
-        return protocol.event_frame(self.type, self.seq, self.id, self.data)
-
-    @staticmethod
-    def from_record(rec: dict[str, Any]) -> "EventItem":
-        return EventItem(
-            seq=int(rec["seq"]),
-            type=str(rec["type"]),
-            id=str(rec["id"]),
-            data=dict(rec["data"]),
-            task_id=rec.get("task_id"),
-            list_id=rec.get("list_id"),
-        )
 
 
 class Connection:
@@ -61,9 +36,9 @@ class Connection:
         self.transport = transport
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_max)
         self.max_held = max_held
-        self.cursor: SeqCursor[EventItem] | None = None
+        self.cursor: SeqCursor[EventRecord] | None = None
         self.epoch: str | None = None
-        self.early: list[tuple[str, EventItem]] = []  # live events that beat the attach answer
+        self.early: list[tuple[str, EventRecord]] = []  # live events that beat the attach answer
         self.conn_filter: Filters | None = None
         self.last_seen = time.monotonic()
         self.expires_at = expires_at
@@ -127,7 +102,7 @@ class Connection:
         self.epoch = epoch
         self.cursor = SeqCursor(start_seq, max_held=self.max_held)
 
-    def offer(self, epoch: str, item: EventItem) -> None:
+    def offer(self, epoch: str, item: EventRecord) -> None:
         """Feed one event (replayed or live). Returns nothing: frames go to the queue."""
         if self.closed.is_set():
             return
@@ -148,7 +123,10 @@ class Connection:
             if self.conn_filter is None or self.conn_filter.matches(
                 ready.type, ready.task_id, ready.list_id
             ):
-                self.push(ready.frame(), self.position(ready.seq))
+                self.push(
+                    protocol.event_frame(ready.type, ready.seq, ready.id, ready.data),
+                    self.position(ready.seq),
+                )
         if self.cursor.overflowed:
             self.fail(protocol.SLOW_CONSUMER)
 

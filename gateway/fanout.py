@@ -1,28 +1,42 @@
-"""Targeted fan-out of one topic message, and delivery of batches forwarded by other replicas.
+"""Targeted fan-out of a batch of topic messages, and delivery of batches other replicas forward.
 
-For each recipient the actor records the event (dedup, filters, seq) and answers its routes. This
-replica writes to its own connections and sends ONE forward per other replica that holds any of
-the recipients' connections. Work is proportional to deliveries, not to the number of replicas.
+Messages arrive in bulk (Dapr bulk subscribe). They are grouped by recipient: ONE actor call per
+user carries every event of the batch for that user, in arrival order. The actor records them
+(dedup, filters, seq) and answers the user's routes. This replica writes to its own connections
+and sends ONE forward per other replica for the whole batch. Each message gets its own status:
+a failure retries only the messages it touched, and since `deliver` is idempotent per event id
+and connections drop duplicate seqs, a retry never shows a client anything twice.
 """
 
 import asyncio
 import logging
-from typing import Any
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from actors.session_core import EventRecord, IncomingEvent
 from gateway.actor_client import ActorUnavailable, DaprClient
 from gateway.config import Settings
-from gateway.connection import EventItem
+from gateway.forwards import ForwardBatch, ForwardItem
 from gateway.hub import Hub
 from gateway.sessions import Sessions
 from gateway.topic_schema import TaskEvent
 
 log = logging.getLogger("gateway.fanout")
 
-DELIVER_CONCURRENCY = 32
+DELIVER_CONCURRENCY = 64
 
 
 def replica_topic(replica: str) -> str:
     return f"gateway-replica.{replica}"
+
+
+@dataclass
+class _Pending:
+    """What one recipient needs from this batch: its events, and the messages they came from."""
+
+    events: list[IncomingEvent]
+    sources: list[int]  # index of the message each event came from
 
 
 class Fanout:
@@ -36,86 +50,89 @@ class Fanout:
         self.events = 0
         self.forwards = 0
 
-    async def handle(self, ev: TaskEvent) -> int:
-        """Raises ActorUnavailable on a transient failure: the caller answers RETRY, and the
-        redelivery is safe because deliver is idempotent per event id and connections drop
-        duplicate seqs. Returns the number of connection routes."""
-        self.events += 1
-        recipients = list(ev.audience) if ev.audience is not None else await self._everyone()
-        event = {
-            "id": ev.event_id,
-            "type": ev.type,
-            "data": ev.data,
-            "task_id": ev.task_id,
-            "list_id": ev.list_id,
-        }
-        sem = asyncio.Semaphore(DELIVER_CONCURRENCY)
+    async def handle(self, ev: TaskEvent) -> None:
+        """One message; raises ActorUnavailable when it must be retried."""
+        (ok,) = await self.handle_batch([ev])
+        if not ok:
+            raise ActorUnavailable(f"event {ev.event_id}: delivery failed, retry")
 
-        async def one(user: str) -> tuple[str, dict[str, Any]]:
+    async def handle_batch(self, batch: Sequence[TaskEvent]) -> list[bool]:
+        """Deliver a batch; returns, per message, True when done, False when it must be retried
+        (an actor or a forward failed for at least one of its recipients)."""
+        self.events += len(batch)
+        ok = [True] * len(batch)
+        pending: dict[str, _Pending] = {}
+        everyone: list[str] | None = None
+        for i, ev in enumerate(batch):
+            if ev.audience is None and everyone is None:
+                try:
+                    everyone = await self._everyone()
+                except ActorUnavailable as e:
+                    log.warning("broadcast audience unavailable: %s", e)
+                    everyone = []
+                    ok = [o and b.audience is not None for o, b in zip(ok, batch, strict=True)]
+            recipients = ev.audience if ev.audience is not None else everyone or []
+            item = IncomingEvent(ev.event_id, ev.type, ev.data, ev.task_id, ev.list_id)
+            for user in dict.fromkeys(recipients):
+                p = pending.setdefault(user, _Pending([], []))
+                p.events.append(item)
+                p.sources.append(i)
+
+        forwards: dict[str, list[ForwardItem]] = {}
+        sources_of: dict[str, set[int]] = {}
+        sem = asyncio.Semaphore(DELIVER_CONCURRENCY)
+        now = time.time()
+
+        async def one(user: str, p: _Pending) -> None:
             async with sem:
                 self.actor_calls += 1
-                return user, await self.sessions.deliver(user, event)
+                try:
+                    answer = await self.sessions.deliver(user, p.events)
+                except ActorUnavailable as e:
+                    log.warning("deliver to %s failed (%d events, retried): %s",
+                                user, len(p.events), e)
+                    for i in p.sources:
+                        ok[i] = False
+                    return
+            for ev, src, res in zip(p.events, p.sources, answer.results, strict=True):
+                if res.seq <= 0:
+                    continue  # filtered, or a duplicate with nothing left to re-send
+                record = EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id, ev.list_id, now)
+                for replica, conns in answer.routes.items():
+                    if replica in self.hub.dead:
+                        continue  # its lease ran out: those clients resume from the log
+                    if replica == self.settings.replica_id:
+                        self.hub.deliver_local(user, conns, answer.epoch, record)
+                    else:
+                        forwards.setdefault(replica, []).append(
+                            ForwardItem(user, conns, answer.epoch, record)
+                        )
+                        sources_of.setdefault(replica, set()).add(src)
 
-        results = await asyncio.gather(*(one(u) for u in recipients), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        forwards: dict[str, list[dict[str, Any]]] = {}
-        routes = 0
-        for r in results:
-            if isinstance(r, BaseException):
-                continue
-            user, res = r
-            if res["status"] == "filtered":
-                continue
-            item = EventItem(
-                seq=int(res["seq"]),
-                type=ev.type,
-                id=ev.event_id,
-                data=ev.data,
-                task_id=ev.task_id,
-                list_id=ev.list_id,
-            )
-            for replica, conns in res["routes"].items():
-                routes += len(conns)
-                if replica == self.settings.replica_id:
-                    self.hub.deliver_local(user, list(conns), str(res["epoch"]), item)
-                else:
-                    forwards.setdefault(replica, []).append(
-                        {
-                            "user": user,
-                            "conns": list(conns),
-                            "epoch": res["epoch"],
-                            "seq": res["seq"],
-                        }
-                    )
-        # Deliver what succeeded before reporting failures: a retry re-sends, seq dedup drops.
+        await asyncio.gather(*(one(u, p) for u, p in pending.items()))
+        # Forwards after every actor answer: one message per destination replica.
         sent = await asyncio.gather(
-            *(self._forward(replica, event, items) for replica, items in forwards.items()),
+            *(self._forward(replica, items) for replica, items in forwards.items()),
             return_exceptions=True,
         )
-        failures += [s for s in sent if isinstance(s, BaseException)]
-        if failures:
-            raise ActorUnavailable(f"{len(failures)} deliveries failed: {failures[0]!r}")
-        return routes
+        for replica, result in zip(forwards, sent, strict=True):
+            if isinstance(result, ActorUnavailable):
+                log.warning("forward to %s failed (its messages are retried): %s", replica, result)
+                for i in sources_of[replica]:
+                    ok[i] = False
+            elif isinstance(result, BaseException):
+                raise result  # a bug: let it surface with its traceback
+        return ok
 
     async def _everyone(self) -> list[str]:
         self.actor_calls += 8
-        return await self.sessions.connected_users()
+        return await self.sessions.connected_users(self.hub.liveness)
 
-    async def _forward(
-        self, replica: str, event: dict[str, Any], items: list[dict[str, Any]]
-    ) -> None:
+    async def _forward(self, replica: str, items: list[ForwardItem]) -> None:
         self.forwards += 1
-        await self.dapr.publish(
-            self.settings.pubsub,
-            replica_topic(replica),
-            {"from": self.settings.replica_id, "event": event, "items": items},
-        )
+        batch = ForwardBatch(self.settings.replica_id, items)
+        await self.dapr.publish(self.settings.pubsub, replica_topic(replica), batch.to_wire())
 
-    def receive_forward(self, body: dict[str, Any]) -> None:
-        """A batch from another replica: one event, many (user, conns, epoch, seq)."""
-        ev = body["event"]
-        for it in body["items"]:
-            item = EventItem.from_record({**ev, "seq": it["seq"]})
-            self.hub.deliver_local(
-                str(it["user"]), [str(c) for c in it["conns"]], str(it["epoch"]), item
-            )
+    def receive_forward(self, batch: ForwardBatch) -> None:
+        for it in batch.items:
+            self.hub.deliver_local(it.user, it.conns, it.epoch, it.record)

@@ -2,28 +2,33 @@
 
 - attach: register first (so live events are buffered), then ask the actor, replay, drain.
 - gaps: hold briefly, then fill from the actor's log (or tell the client to resync).
-- leases: renewed per user; a crashed replica's connections simply expire at the actor.
-- acks: coalesced per connection and flushed on a timer, not one actor call per ack.
+- liveness: ONE registry lease per replica, renewed every lease/3 (never per user or per
+  connection); a crashed replica's routes die with its lease.
+- acks: coalesced per connection and flushed on a timer, not one actor call per ack; routes
+  to connections this replica no longer has are detached in the same flush.
 """
 
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+from actors.session_core import EventRecord, Liveness
 from gateway import protocol
 from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
-from gateway.connection import Connection, EventItem
+from gateway.connection import Connection
 from gateway.sessions import Sessions
 
 log = logging.getLogger("gateway.hub")
+ACTOR_CONCURRENCY = 32  # periodic actor calls in flight at once
 
 
 # The first replay page read in the attach turn: (event records, more pages follow).
-ReplayPage = tuple[list[dict[str, Any]], bool]
+ReplayPage = tuple[list[EventRecord], bool]
 
 
 class AttachRefused(Exception):
@@ -42,12 +47,17 @@ class Hub:
         self._loops: list[asyncio.Task[None]] = []
         self.draining = False
         self._all_gone = asyncio.Event()  # set whenever the table empties (drain waits on it)
+        # The last registry snapshot: attach passes it to the actor; fan-out skips dead replicas.
+        self.liveness: Liveness | None = None
+        self.dead: frozenset[str] = frozenset()
+        self._stale: dict[str, set[str]] = {}  # user -> routed conn ids this replica lacks
+        self._last_beat: float | None = None  # monotonic time of the last renewed lease
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self._loops = [
             asyncio.create_task(self._every(self.settings.ack_interval_s, self.flush_acks)),
-            asyncio.create_task(self._every(self.settings.lease_s / 3, self.renew_leases)),
+            asyncio.create_task(self._every(self.settings.lease_s / 3, self.heartbeat, now=True)),
         ]
 
     async def stop(self) -> None:
@@ -57,13 +67,15 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
 
-    async def _every(self, period: float, fn: Any) -> None:
-        while True:
+    async def _every(self, period: float, fn: Any, now: bool = False) -> None:
+        if not now:
             await asyncio.sleep(period)
+        while True:
             try:
                 await fn()
             except Exception:
                 log.exception("periodic %s failed", getattr(fn, "__name__", fn))
+            await asyncio.sleep(period)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -89,9 +101,10 @@ class Hub:
 
     async def _presence_join(self, user: str) -> None:
         try:
-            await self.sessions.presence_join([user], self.settings.lease_s)
+            await self.sessions.presence_join([user])
         except ActorUnavailable as e:
-            log.warning("presence join %s failed (the periodic renewal retries): %s", user, e)
+            # Broadcasts then miss this user until a later connection of theirs joins again.
+            log.warning("presence join %s failed: %s", user, e)
 
     async def register(self, conn: Connection, since: str | None) -> ReplayPage:
         """Register at the actor: it records the connection and reads the first replay page in
@@ -101,28 +114,29 @@ class Hub:
             # Before the welcome, so a broadcast right after connecting already counts us.
             await self._presence_join(conn.user)
         try:
-            res = await self.sessions.attach(conn.user, conn.conn_id, conn.device, since)
+            res = await self.sessions.attach(
+                conn.user, conn.conn_id, conn.device, since, self.liveness
+            )
         except ActorUnavailable as e:
             raise AttachRefused(protocol.UNAVAILABLE, str(e)) from e
-        if res["outcome"] == "too_many_connections":
+        if res.outcome == "too_many_connections":
             raise AttachRefused(protocol.TOO_MANY_CONNECTIONS, "connection limit for this user")
-        epoch, head = str(res["epoch"]), int(res["head"])
-        if res["outcome"] == "resync":
+        epoch, head = res.epoch, res.head
+        if res.outcome == "resync":
             conn.push(
                 protocol.welcome(conn.conn_id, epoch, head, self.settings.heartbeat_s, False),
                 f"{epoch}:{head}",
             )
-            conn.resync(epoch, head, str(res["reason"]))
+            conn.resync(epoch, head, res.reason)
             return [], False
-        start = int(res["start"])
         conn.push(
             protocol.welcome(
-                conn.conn_id, epoch, start, self.settings.heartbeat_s, bool(res["resumed"])
+                conn.conn_id, epoch, res.start, self.settings.heartbeat_s, res.resumed
             ),
-            f"{epoch}:{start}",
+            f"{epoch}:{res.start}",
         )
-        conn.start(epoch, start)
-        return list(res["events"]), bool(res["more"])
+        conn.start(epoch, res.start)
+        return res.events, res.more
 
     async def replay(self, conn: Connection, page: ReplayPage) -> None:
         """Send the replay that register() began, then the live events that raced it."""
@@ -138,7 +152,7 @@ class Hub:
         conn.drain_early()
         self._check_gap(conn)
 
-    async def _replay(self, conn: Connection, events: list[dict[str, Any]], more: bool) -> None:
+    async def _replay(self, conn: Connection, events: list[EventRecord], more: bool) -> None:
         assert conn.epoch is not None and conn.cursor is not None
         await self._feed(conn, events)
         while more and not conn.closed.is_set():
@@ -146,18 +160,18 @@ class Hub:
                 page = await self.sessions.read(conn.user, conn.epoch, conn.cursor.last)
             except ActorUnavailable as e:
                 raise AttachRefused(protocol.UNAVAILABLE, str(e)) from e
-            if page["resync"]:
-                conn.resync(str(page["epoch"]), int(page["head"]), "too_old")
+            if page.resync:
+                conn.resync(page.epoch, page.head, "too_old")
                 return
-            await self._feed(conn, page["events"])
-            more = conn.cursor.last < int(page["head"]) and bool(page["events"])
+            await self._feed(conn, page.events)
+            more = conn.cursor.last < page.head and bool(page.events)
 
-    async def _feed(self, conn: Connection, records: list[dict[str, Any]]) -> None:
+    async def _feed(self, conn: Connection, records: list[EventRecord]) -> None:
         """Offer log records to a connection, paced by its writer (never overflows the queue)."""
         for rec in records:
             await conn.wait_room(self.settings.send_timeout_s)
             if conn.epoch is not None:
-                conn.offer(conn.epoch, EventItem.from_record(rec))
+                conn.offer(conn.epoch, rec)
 
     async def remove(self, conn: Connection) -> None:
         """Forget locally, flush its ack and tell the actor (best effort: the lease covers us)."""
@@ -175,18 +189,22 @@ class Hub:
             self.by_user.pop(conn.user, None)
         try:
             await self._flush_ack(conn)
-            await self.sessions.detach(conn.user, conn.conn_id)
+            await self.sessions.detach(conn.user, [conn.conn_id])
             if last:
                 await self.sessions.presence_leave([conn.user])
         except ActorUnavailable as e:
             log.info("detach of %s left to lease expiry: %s", conn.conn_id, e)
 
     # -- live events ---------------------------------------------------------------------------
-    def deliver_local(self, user: str, conn_ids: list[str], epoch: str, item: EventItem) -> None:
+    def deliver_local(self, user: str, conn_ids: list[str], epoch: str, item: EventRecord) -> None:
         for cid in conn_ids:
             conn = self.conns.get(cid)
             if conn is None or conn.user != user:
-                continue  # gone (resumes from the log) or not this user's: never cross users
+                # Gone (it resumes from the log) or not this user's: never cross users. A
+                # route to a connection of ours that no longer exists is detached at the actor.
+                if conn is None and cid.startswith(f"{self.settings.replica_id}."):
+                    self._stale.setdefault(user, set()).add(cid)
+                continue
             conn.offer(epoch, item)
             self._check_gap(conn)
 
@@ -207,10 +225,10 @@ class Hub:
             log.warning("gap fill for %s failed: %s", conn.conn_id, e)
             conn.fail(protocol.UNAVAILABLE)
             return
-        if page["resync"]:
-            conn.resync(str(page["epoch"]), int(page["head"]), "too_old")
+        if page.resync:
+            conn.resync(page.epoch, page.head, "too_old")
             return
-        await self._feed(conn, page["events"])
+        await self._feed(conn, page.events)
         self._check_gap(conn)
 
     # -- periodic ------------------------------------------------------------------------------
@@ -221,29 +239,53 @@ class Hub:
             conn.acked = max(conn.acked, seq)
 
     async def flush_acks(self) -> None:
-        for conn in list(self.conns.values()):
-            try:
-                await self._flush_ack(conn)
-            except ActorUnavailable as e:
-                log.warning("ack flush for %s failed (retried next tick): %s", conn.conn_id, e)
+        """Coalesced acks and stale-route detaches, concurrently with a bound."""
+        sem = asyncio.Semaphore(ACTOR_CONCURRENCY)
 
-    async def renew_leases(self) -> None:
-        for user, ids in list(self.by_user.items()):
-            try:
-                unknown = await self.sessions.renew(user, sorted(ids))
-            except ActorUnavailable as e:
-                log.warning("lease renew for %s failed: %s", user, e)
-                continue
-            for cid in unknown:
-                # The actor forgot it (lease ran out, e.g. a long stall): attach again from
-                # where the connection is, so nothing is skipped.
-                conn = self.conns.get(cid)
-                if conn is not None and conn.cursor is not None:
-                    self._spawn(self._reattach(conn))
+        async def ack(conn: Connection) -> None:
+            async with sem:
+                try:
+                    await self._flush_ack(conn)
+                except ActorUnavailable as e:
+                    log.warning("ack flush for %s failed (retried next tick): %s", conn.conn_id, e)
+
+        async def detach(user: str, cids: set[str]) -> None:
+            async with sem:
+                try:
+                    await self.sessions.detach(user, sorted(cids))
+                except ActorUnavailable as e:
+                    log.info("stale routes of %s stay until the next try: %s", user, e)
+                    self._stale.setdefault(user, set()).update(cids)
+
+        stale, self._stale = self._stale, {}
+        await asyncio.gather(
+            *(ack(c) for c in list(self.conns.values()) if c.pending_ack > c.acked),
+            *(detach(u, cids) for u, cids in stale.items()),
+        )
+
+    async def heartbeat(self) -> None:
+        """Renew this replica's registry lease: O(1) calls per replica, whatever the load."""
         try:
-            await self.sessions.presence_join(sorted(self.by_user), self.settings.lease_s)
+            self.liveness, self.dead = await self.sessions.heartbeat(self.settings.lease_s)
         except ActorUnavailable as e:
-            log.warning("presence renewal failed: %s", e)
+            log.warning("registry heartbeat failed (retried in %.1f s): %s",
+                        self.settings.lease_s / 3, e)
+            return
+        now = time.monotonic()
+        lapsed = self._last_beat is not None and now - self._last_beat >= self.settings.lease_s
+        self._last_beat = now
+        if lapsed:
+            # Our lease ran out meanwhile, so actors may have dropped our connections as dead:
+            # attach every one again from where it is (nothing is skipped, the cursor dedups).
+            log.warning("registry lease lapsed: re-attaching %d connections", len(self.conns))
+            for conn in list(self.conns.values()):
+                if conn.cursor is not None:
+                    self._spawn(self._reattach(conn))
+            # Presence entries may have been pruned the same way.
+            try:
+                await self.sessions.presence_join(sorted(self.by_user))
+            except ActorUnavailable as e:
+                log.warning("presence re-join after a lapse failed: %s", e)
 
     async def _reattach(self, conn: Connection) -> None:
         assert conn.cursor is not None
@@ -255,14 +297,15 @@ class Hub:
     async def attach_again(self, conn: Connection) -> None:
         assert conn.cursor is not None and conn.epoch is not None
         res = await self.sessions.attach(
-            conn.user, conn.conn_id, conn.device, f"{conn.epoch}:{conn.cursor.last}"
+            conn.user, conn.conn_id, conn.device, f"{conn.epoch}:{conn.cursor.last}",
+            self.liveness,
         )
-        if res["outcome"] == "too_many_connections":
+        if res.outcome == "too_many_connections":
             raise AttachRefused(protocol.TOO_MANY_CONNECTIONS, "connection limit for this user")
-        if res["outcome"] == "resync":
-            conn.resync(str(res["epoch"]), int(res["head"]), str(res["reason"]))
+        if res.outcome == "resync":
+            conn.resync(res.epoch, res.head, res.reason)
             return
-        await self._replay(conn, res["events"], bool(res["more"]))
+        await self._replay(conn, res.events, res.more)
 
     async def drain(self, code: protocol.CloseCode) -> None:
         """Graceful shutdown: close every connection with a reconnect code, then detach."""
@@ -277,3 +320,7 @@ class Hub:
         await asyncio.gather(
             *(self.remove(c) for c in list(self.conns.values())), return_exceptions=True
         )
+        try:
+            await self.sessions.leave_registry()
+        except ActorUnavailable as e:
+            log.info("registry leave failed (the lease runs out instead): %s", e)

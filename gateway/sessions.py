@@ -1,12 +1,22 @@
-"""Typed calls to the UserSession and Presence actors (through daprd)."""
+"""The gateway's typed caller of the UserSession and Presence actors (through daprd).
 
-from typing import Any
+Requests and answers are the classes of actors/contract.py, shared with the actor shell. A
+malformed answer is a transient failure (ActorUnavailable), never a half-parsed dict.
+"""
 
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from actors import contract as c
 from actors.presence_core import SHARDS, shard_of
-from gateway.actor_client import DaprClient
+from actors.session_core import Filters, IncomingEvent, Liveness, _float, _list, _str
+from gateway.actor_client import ActorUnavailable, DaprClient
 
 USER_SESSION = "UserSession"
 PRESENCE = "Presence"
+REGISTRY = "ReplicaRegistry"
+A = TypeVar("A")
 
 
 class Sessions:
@@ -14,59 +24,83 @@ class Sessions:
         self.dapr = dapr
         self.replica = replica
 
-    async def deliver(self, user: str, event: dict[str, Any]) -> dict[str, Any]:
-        return await self.dapr.call(USER_SESSION, user, "deliver", {"event": event})
+    async def _call(
+        self, user: str, method: str, req: dict[str, Any], parse: Callable[[dict[str, Any]], A]
+    ) -> A:
+        raw = await self.dapr.call(USER_SESSION, user, method, req)
+        try:
+            return parse(raw)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ActorUnavailable(f"{USER_SESSION}/{user}.{method}: bad answer: {e}") from e
 
-    async def attach(self, user: str, conn: str, device: str, since: str | None) -> dict[str, Any]:
-        return await self.dapr.call(
-            USER_SESSION,
-            user,
-            "attach",
-            {"conn": conn, "replica": self.replica, "device": device, "since": since},
-        )
+    async def deliver(self, user: str, events: list[IncomingEvent]) -> c.DeliverAnswer:
+        req = c.DeliverRequest(events).to_wire()
+        return await self._call(user, "deliver", req, c.DeliverAnswer.from_wire)
 
-    async def read(self, user: str, epoch: str, after: int, limit: int = 500) -> dict[str, Any]:
-        return await self.dapr.call(
-            USER_SESSION, user, "read", {"epoch": epoch, "after": after, "limit": limit}
-        )
+    async def attach(
+        self, user: str, conn: str, device: str, since: str | None, live: Liveness | None
+    ) -> c.AttachAnswer:
+        req = c.AttachRequest(conn, self.replica, device, since, live).to_wire()
+        return await self._call(user, "attach", req, c.AttachAnswer.from_wire)
 
-    async def detach(self, user: str, conn: str) -> None:
-        await self.dapr.call(USER_SESSION, user, "detach", {"conn": conn})
+    async def read(self, user: str, epoch: str, after: int, limit: int = 500) -> c.ReadAnswer:
+        req = c.ReadRequest(epoch, after, limit).to_wire()
+        return await self._call(user, "read", req, c.ReadAnswer.from_wire)
 
-    async def renew(self, user: str, conns: list[str]) -> list[str]:
-        res = await self.dapr.call(
-            USER_SESSION, user, "renew", {"replica": self.replica, "conns": conns}
-        )
-        return [str(c) for c in res.get("unknown", [])]
+    async def detach(self, user: str, conns: list[str]) -> None:
+        await self.dapr.call(USER_SESSION, user, "detach", c.DetachRequest(conns).to_wire())
 
-    async def ack(self, user: str, device: str, seq: int) -> None:
-        await self.dapr.call(USER_SESSION, user, "ack", {"device": device, "seq": seq})
+    async def ack(self, user: str, device: str, seq: int) -> c.AckAnswer:
+        req = c.AckRequest(device, seq).to_wire()
+        return await self._call(user, "ack", req, c.AckAnswer.from_wire)
 
-    async def set_filters(self, user: str, filters: dict[str, Any] | None) -> dict[str, Any]:
-        res = await self.dapr.call(USER_SESSION, user, "set_filters", {"filters": filters or {}})
-        return dict(res["filters"])
+    async def set_filters(self, user: str, filters: Filters) -> Filters:
+        req = c.FiltersMessage(filters).to_wire()
+        answer = await self._call(user, "set_filters", req, c.FiltersMessage.from_wire)
+        return answer.filters
 
-    async def presence_join(self, users: list[str], lease: float) -> None:
-        for shard, members in _by_shard(users).items():
-            await self.dapr.call(
-                PRESENCE,
-                shard,
-                "renew",
-                {"replica": self.replica, "users": members, "lease": lease},
-            )
+    async def presence_join(self, users: list[str]) -> None:
+        await self._presence("join", users)
 
     async def presence_leave(self, users: list[str]) -> None:
-        for shard, members in _by_shard(users).items():
-            await self.dapr.call(
-                PRESENCE, shard, "leave", {"replica": self.replica, "users": members}
-            )
+        await self._presence("leave", users)
 
-    async def connected_users(self) -> list[str]:
+    async def _presence(self, method: str, users: list[str]) -> None:
+        await asyncio.gather(*(
+            self.dapr.call(PRESENCE, shard, method, {"replica": self.replica, "users": members})
+            for shard, members in _by_shard(users).items()
+        ))
+
+    async def connected_users(self, live: Liveness | None) -> list[str]:
+        """Every user with a connection on a live replica (one call per presence shard)."""
+        req: dict[str, Any] = {}
+        if live is not None:
+            req = {"live": sorted(live.replicas), "as_of": live.as_of}
+        answers = await asyncio.gather(*(
+            self.dapr.call(PRESENCE, f"shard-{k}", "list_users", req) for k in range(SHARDS)
+        ))
         users: set[str] = set()
-        for k in range(SHARDS):
-            res = await self.dapr.call(PRESENCE, f"shard-{k}", "list_users", {})
-            users.update(str(u) for u in res["users"])
+        for res in answers:
+            users.update(str(u) for u in res.get("users", []))
         return sorted(users)
+
+    async def heartbeat(self, lease_s: float) -> tuple[Liveness, frozenset[str]]:
+        """Renew this replica's lease; returns (live snapshot, replicas known dead)."""
+        res = await self.dapr.call(REGISTRY, "default", "heartbeat",
+                                   {"replica": self.replica, "lease": lease_s})
+        return _snapshot(res)
+
+    async def leave_registry(self) -> None:
+        await self.dapr.call(REGISTRY, "default", "leave", {"replica": self.replica})
+
+
+def _snapshot(res: dict[str, Any]) -> tuple[Liveness, frozenset[str]]:
+    try:
+        live = Liveness(frozenset(_str(r, "replica") for r in _list(res["live"], "live")),
+                        _float(res["as_of"], "as_of"))
+        return live, frozenset(_str(r, "replica") for r in _list(res["dead"], "dead"))
+    except (KeyError, ValueError) as e:
+        raise ActorUnavailable(f"registry: bad answer: {e}") from e
 
 
 def _by_shard(users: list[str]) -> dict[str, list[str]]:

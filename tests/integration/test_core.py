@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from actors.session_storage import CHUNK
 from devtools.procs import wait_until
 from devtools.topology import Topology
 from tests.integration.harness import WsClient, actor, event, publish, redis_cli
@@ -252,17 +253,21 @@ async def test_unusable_position_gets_resync_required(topo: Topology, kind: str)
 async def test_acks_advance_cursor_and_trim_acked_events(topo: Topology) -> None:
     u = uid("ack")
     c = await WsClient.connect(topo, "gw-a", u, device="laptop")
-    for i in range(5):
+    n = CHUNK + 5  # events are stored in chunks of CHUNK: the first chunk fills up
+    for i in range(n):
         await publish(topo, event("task_updated", i, audience=[u]))
-    got = await c.events(5)
+    got = await c.events(n)
     await c.send({"type": "ack", "seq": got[-1]["seq"]})
 
-    def trimmed() -> bool:
-        keys = redis_cli(topo, "--scan", "--pattern", f"sessions||UserSession||{u}||ev:*").split()
-        return keys == []
+    def chunks() -> list[str]:
+        pattern = f"sessions||UserSession||{u}||c:*"
+        return sorted(k.rsplit("||", 1)[1] for k in redis_cli(topo, "--scan", "--pattern",
+                                                                pattern).split())
 
-    wait_until(trimmed, 15, "acked events trimmed from Redis")
+    # The fully acknowledged chunk is deleted; the one holding the head stays until the log
+    # moves past it (its records are below the tail, so they are never replayed).
+    wait_until(lambda: chunks() == ["c:1"], 15, "acked chunk trimmed from Redis")
     meta = (await actor(topo, "UserSession", u, "inspect"))["meta"]
-    assert meta["devices"]["laptop"]["seq"] == 5
-    assert meta["tail"] == 6 and meta["head"] == 5
+    assert meta["devices"]["laptop"]["seq"] == n
+    assert meta["tail"] == n + 1 and meta["head"] == n
     await c.close()

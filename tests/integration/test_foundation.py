@@ -26,7 +26,7 @@ async def test_published_event_reaches_actor_and_client_and_survives_restart(
     # State is in Redis under the actor key layout <appID>||<ActorType>||<ActorID>||<key>.
     keys = redis_cli(topo, "--scan", "--pattern", f"sessions||UserSession||{user}||*").split()
     assert f"sessions||UserSession||{user}||meta" in keys
-    assert f"sessions||UserSession||{user}||ev:1" in keys
+    assert f"sessions||UserSession||{user}||c:0" in keys  # the chunk holding seq 1
 
     topo.stop_app("sessions")
     topo.start_app("sessions")

@@ -4,7 +4,6 @@ crashed replicas, msgpack frames."""
 import asyncio
 import json
 import socket
-import time
 import uuid
 
 import msgpack
@@ -215,22 +214,31 @@ async def test_crashed_replica_connections_expire_without_cleanup(topo: Topology
     u = uid("crash")
     c = await WsClient.connect(topo, "gw-b", u, device="d1")
     epoch = c.welcome["epoch"]
-    assert len(await conns_of(topo, u)) == 1
+    (dead_conn,) = await conns_of(topo, u)
     try:
         topo.kill_app("gateway-gw-b")  # SIGKILL: no detach, no drain
 
-        async def expired() -> bool:
-            # Nobody calls detach: the lease simply runs out (leases are checked lazily, so the
-            # entry may linger in the meta, but it no longer routes anything).
-            conns = await conns_of(topo, u)
-            return all(lease["expires"] <= time.time() for lease in conns.values())
+        async def gw_b_dead() -> bool:
+            # Liveness is per replica: nobody touches the user's session, gw-b's one registry
+            # lease simply runs out.
+            snap = await actor(topo, "ReplicaRegistry", "default", "snapshot")
+            return "gw-b" in snap["dead"] and "gw-b" not in snap["live"]
 
-        await wait_async(expired, 30, "lease of the crashed replica's connection expired")
+        await wait_async(gw_b_dead, 30, "gw-b's registry lease ran out")
         await publish(topo, event("task_created", 42, audience=[u]))
         again = await WsClient.connect(topo, "gw-a", u, device="d1", since=f"{epoch}:0")
         (ev,) = await again.events(1)
         assert ev["seq"] == 1 and ev["data"]["id"] == 42
         await again.close()
+
+        async def dropped() -> bool:
+            # An attach judged by a snapshot taken after gw-b died drops its connection for good
+            # (gw-a refreshes its snapshot every lease/3).
+            probe = await WsClient.connect(topo, "gw-a", u, device="d2")
+            await probe.close()
+            return dead_conn not in await conns_of(topo, u)
+
+        await wait_async(dropped, 30, "the crashed replica's connection was dropped")
     finally:
         topo.start_app("gateway-gw-b")
         topo.wait_app("gateway-gw-b")

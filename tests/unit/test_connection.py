@@ -4,14 +4,14 @@ import asyncio
 
 import pytest
 
-from actors.session_core import Filters
+from actors.session_core import EventRecord, Filters
 from gateway import protocol
-from gateway.connection import Connection, EventItem
+from gateway.connection import Connection
 
 
-def item(seq: int, kind: str = "task_updated", task: str = "1") -> EventItem:
-    return EventItem(seq=seq, type=kind, id=f"e{seq}", data={"id": task}, task_id=task,
-                     list_id=None)
+def item(seq: int, kind: str = "task_updated", task: str = "1") -> EventRecord:
+    return EventRecord(seq=seq, type=kind, id=f"e{seq}", data={"id": task}, task_id=task,
+                       list_id=None, ts=0.0)
 
 
 def conn(queue_max: int = 100) -> Connection:

@@ -16,12 +16,12 @@ from actors.session_core import (
     AttachOutcome,
     AttachResult,
     ConnLease,
-    DeliverResult,
     DeviceCursor,
     EventRecord,
     Filters,
     IncomingEvent,
     Limits,
+    Liveness,
     Position,
     SessionMeta,
     ack,
@@ -30,7 +30,6 @@ from actors.session_core import (
     detach,
     new_session,
     read_range,
-    renew,
     routes,
     set_filters,
     trim,
@@ -422,10 +421,13 @@ def _s5_full(meta: SessionMeta) -> None:
         assert attach(meta, f"c{i}", "r1", "dx", None, T0, LIM).outcome == "ok"
 
 
-def _s5_full_of_expired(meta: SessionMeta) -> None:
+def _s5_full_of_dead(meta: SessionMeta) -> None:
     _s5(meta)
-    for i in range(3):
-        attach(meta, f"c{i}", "r1", "dx", None, NOW - LIM.lease_s, LIM)  # expires exactly NOW
+    for i in range(3):  # on r0, which the snapshot below no longer lists
+        attach(meta, f"c{i}", "r0", "dx", None, NOW - LIM.replica_grace_s - 0.01, LIM)
+
+
+LIVE = Liveness(frozenset({"r1", "r2"}), NOW)
 
 
 @pytest.mark.parametrize(
@@ -448,7 +450,9 @@ def _s5_full_of_expired(meta: SessionMeta) -> None:
             _s5_full, "c9", "ep1:2", "too_many_connections", 5, False, "", id="too-many-conns"
         ),
         pytest.param(_s5_full, "c1", "ep1:2", "ok", 2, True, "", id="reattach-same-conn-id"),
-        pytest.param(_s5_full_of_expired, "c9", None, "ok", 5, False, "", id="expired-free-slots"),
+        pytest.param(
+            _s5_full_of_dead, "c9", None, "ok", 5, False, "", id="dead-replica-frees-slots"
+        ),
     ],
 )
 def test_attach_outcomes(
@@ -463,7 +467,7 @@ def test_attach_outcomes(
     meta = session()
     setup(meta)
     pos = Position.parse(since) if since else None
-    res = attach(meta, conn, "r2", "d1", pos, NOW, LIM)
+    res = attach(meta, conn, "r2", "d1", pos, NOW, LIM, LIVE)
     assert res == AttachResult(outcome, EPOCH, 5, start, start + 1, resumed, reason)
     registered = conn in meta.conns and meta.conns[conn].replica == "r2"
     assert registered is (outcome != "too_many_connections")
@@ -488,16 +492,17 @@ def test_attach_sets_device_cursor(
     setup(meta)
     attach(meta, "c9", "r1", "d1", Position.parse(since) if since else None, NOW, LIM)
     assert meta.devices["d1"] == DeviceCursor(expected_cursor, NOW)
-    assert meta.conns["c9"] == ConnLease("r1", "d1", NOW + LIM.lease_s)
+    assert meta.conns["c9"] == ConnLease("r1", "d1", NOW)
 
 
-def test_attach_too_many_leaves_meta_unchanged_except_expiry() -> None:
+def test_attach_too_many_leaves_meta_unchanged_except_dead_connections() -> None:
     meta = session(2)
     for i in range(3):
         attach(meta, f"c{i}", "r1", f"d{i}", None, T0, LIM)
-    meta.conns["stale"] = ConnLease("r1", "d0", T0)  # expired by the time of the next attach
+    meta.conns["stale"] = ConnLease("r0", "d0", T0)  # r0 is gone by the next snapshot
     before = meta.to_wire()
-    res = attach(meta, "new", "r1", "dnew", Position(EPOCH, 1), T0 + 1, LIM)
+    live = Liveness(frozenset({"r1"}), T0 + LIM.replica_grace_s + 1)
+    res = attach(meta, "new", "r1", "dnew", Position(EPOCH, 1), T0 + 1, LIM, live)
     assert res.outcome == "too_many_connections"
     del before["conns"]["stale"]
     assert meta.to_wire() == before
@@ -524,23 +529,38 @@ def test_attach_never_evicts_the_attaching_device_even_with_skewed_clock() -> No
 # --------------------------------------------------------------------------- leases / routes
 
 
-def test_lease_expiry_removes_routes_without_detach() -> None:
+@pytest.mark.parametrize(
+    ("replica", "since", "alive"),
+    [
+        pytest.param("r1", 0.0, True, id="listed-replica"),
+        pytest.param("r9", 0.0, False, id="unlisted-and-old"),
+        pytest.param("r9", T0 - 5.0, True, id="unlisted-but-within-grace"),
+        pytest.param("r9", T0 - 5.01, False, id="unlisted-just-past-grace"),
+        pytest.param("r9", T0 + 100, True, id="attached-after-the-snapshot"),
+    ],
+)
+def test_liveness_judges_only_connections_older_than_the_snapshot(
+    replica: str, since: float, alive: bool
+) -> None:
+    live = Liveness(frozenset({"r1"}), T0)
+    assert live.holds(ConnLease(replica, "d", since), 5.0) is alive
+
+
+def test_routes_keep_every_connection_until_a_snapshot_drops_dead_ones() -> None:
     meta = session()
     attach(meta, "c1", "r1", "d1", None, T0, LIM)
-    attach(meta, "c2", "r1", "d2", None, T0 + 5, LIM)
-    assert routes(meta, T0 + 9.99) == {"r1": ["c1", "c2"]}
-    assert routes(meta, T0 + 10) == {"r1": ["c2"]}  # expires <= now is dead
-    assert routes(meta, T0 + 15) == {}
-    assert "c1" in meta.conns  # routes() is a read; the lease is only filtered out
-    assert deliver(meta, ev("e1"), T0 + 10, LIM).routes == {"r1": ["c2"]}
-    assert "c1" not in meta.conns  # deliver's trim dropped it
+    attach(meta, "c2", "r2", "d2", None, T0, LIM)
+    assert routes(meta) == {"r1": ["c1"], "r2": ["c2"]}
+    assert deliver(meta, ev("e1"), T0 + 1000, LIM).routes == {"r1": ["c1"], "r2": ["c2"]}
+    attach(meta, "c3", "r1", "d3", None, T0 + 60, LIM, Liveness(frozenset({"r1"}), T0 + 60))
+    assert routes(meta) == {"r1": ["c1", "c3"]}  # r2 missed the snapshot: its route is gone
 
 
 def test_routes_grouped_by_replica_and_sorted() -> None:
     meta = session()
     for cid, replica in [("b", "r2"), ("z", "r1"), ("a", "r2"), ("m", "r1")]:
         attach(meta, cid, replica, "d1", None, T0, Limits(max_connections=8))
-    r = routes(meta, T0)
+    r = routes(meta)
     assert r == {"r1": ["m", "z"], "r2": ["a", "b"]}
     assert list(r) == ["r1", "r2"]
 
@@ -550,30 +570,8 @@ def test_detach_removes_connection_and_ignores_unknown() -> None:
     attach(meta, "c1", "r1", "d1", None, T0, LIM)
     detach(meta, "c1")
     detach(meta, "never")
-    assert meta.conns == {} and routes(meta, T0) == {}
+    assert meta.conns == {} and routes(meta) == {}
     assert "d1" in meta.devices  # the device (and its cursor) outlives the connection
-
-
-def test_renew_extends_own_leases_and_returns_unknown() -> None:
-    meta = session()
-    attach(meta, "c1", "r1", "d1", None, T0, LIM)
-    attach(meta, "c2", "r2", "d2", None, T0, LIM)
-    attach(meta, "c3", "r1", "d3", None, T0 - 5, LIM)  # expires T0 + 5
-    unknown = renew(meta, "r1", ["c1", "c2", "c3", "nope", "c1", "nope"], T0 + 8, LIM)
-    assert unknown == ["c2", "c3", "nope"]  # other replica, expired, never attached; no repeats
-    assert meta.conns["c1"].expires == T0 + 18
-    assert meta.conns["c2"].expires == T0 + 10  # not renewed by another replica
-    assert meta.devices["d1"].seen_at == T0 + 8  # a connected device keeps being seen
-    assert routes(meta, T0 + 12) == {"r1": ["c1"]}
-
-
-def test_renew_keeps_connected_device_from_expiring() -> None:
-    meta = session()
-    attach(meta, "c1", "r1", "d1", None, T0, LIM)
-    for t in range(5, 1500, 5):
-        assert renew(meta, "r1", ["c1"], T0 + t, LIM) == []
-    trim(meta, T0 + 1500, LIM)
-    assert "d1" in meta.devices
 
 
 # --------------------------------------------------------------------------- ack
@@ -700,12 +698,11 @@ def test_device_expiry_releases_acked_events() -> None:
     assert list(meta.devices) == ["active"]
 
 
-def test_trim_drops_expired_leases() -> None:
+def test_trim_never_drops_connections() -> None:
     meta = session()
     attach(meta, "c1", "r1", "d1", None, T0, LIM)
-    attach(meta, "c2", "r1", "d1", None, T0 + 20, LIM)
-    trim(meta, T0 + 20, LIM)
-    assert list(meta.conns) == ["c2"]
+    trim(meta, T0 + 10 * LIM.max_age_s, LIM)
+    assert list(meta.conns) == ["c1"]  # only a liveness snapshot or a detach removes it
 
 
 def test_trim_applies_lowered_limits() -> None:
@@ -773,9 +770,6 @@ WIRE_OBJECTS: list[Any] = [
     Position("ep1", 9),
     new_session(EPOCH),
     _full_meta(),
-    DeliverResult("appended", 1, EventRecord(1, "e", "t", {}, None, "l", 0.5), {"r": ["c"]}, [1]),
-    DeliverResult("filtered", 0, None, {}, []),
-    AttachResult("resync", "ep1", 5, 5, 6, False, "too_old"),
 ]
 
 
@@ -829,37 +823,6 @@ def test_session_meta_from_wire_rejects_corrupt(wire: dict[str, Any]) -> None:
     ("cls", "wire"),
     [
         pytest.param(
-            DeliverResult,
-            {"status": "lost", "seq": 0, "routes": {}, "delete": []},
-            id="deliver-status",
-        ),
-        pytest.param(
-            AttachResult,
-            {
-                "outcome": "maybe",
-                "epoch": "e",
-                "head": 0,
-                "start": 0,
-                "replay_from": 1,
-                "resumed": False,
-                "reason": "",
-            },
-            id="attach-outcome",
-        ),
-        pytest.param(
-            AttachResult,
-            {
-                "outcome": "ok",
-                "epoch": "e",
-                "head": 0,
-                "start": 0,
-                "replay_from": 1,
-                "resumed": 1,
-                "reason": "",
-            },
-            id="attach-resumed-not-bool",
-        ),
-        pytest.param(
             EventRecord,
             {"seq": 1, "id": "e", "type": "t", "data": [], "ts": 0.0},
             id="record-data-not-object",
@@ -899,9 +862,7 @@ op = st.one_of(
         dt,
     ),
     st.tuples(st.just("detach"), st.sampled_from(CONNS)),
-    st.tuples(
-        st.just("renew"), st.sampled_from(["r0", "r1"]), st.lists(st.sampled_from(CONNS)), dt
-    ),
+    st.tuples(st.just("snapshot"), st.sampled_from(["r0", "r1"]), st.sampled_from(CONNS), dt),
     st.tuples(st.just("trim"), dt),
     st.tuples(st.just("filters"), st.booleans()),
 )
@@ -979,13 +940,14 @@ def test_random_operations_keep_invariants(ops: list[tuple[Any, ...]]) -> None:
         elif kind == "detach":
             detach(meta, item[1])
             assert item[1] not in meta.conns
-        elif kind == "renew":
-            _, replica, conn_ids, _ = item
-            unknown = renew(meta, replica, conn_ids, now, P_LIM)
-            for cid in conn_ids:
-                assert (cid in unknown) is not (
-                    cid in meta.conns and meta.conns[cid].replica == replica
-                )
+        elif kind == "snapshot":
+            # An attach from the surviving replica with a snapshot that lists only it.
+            _, replica, conn, _ = item
+            live = Liveness(frozenset({replica}), now)
+            older = {c for c, lease in meta.conns.items()
+                     if lease.replica != replica and lease.since + P_LIM.replica_grace_s < now}
+            attach(meta, conn, replica, "d0", None, now, P_LIM, live)
+            assert not (older - {conn}) & set(meta.conns)  # judged dead: gone for good
         elif kind == "trim":
             _check_trim(meta, old_tail, trim(meta, now, P_LIM), now, ts)
         else:
@@ -995,5 +957,5 @@ def test_random_operations_keep_invariants(ops: list[tuple[Any, ...]]) -> None:
         assert meta.head >= old_head and meta.tail >= old_tail
         assert meta.stamps == [ts[s] for s in range(meta.tail, meta.head + 1)]
         assert sorted(ts) == list(range(1, meta.head + 1))  # gap-free, +1
-        assert sum(len(v) for v in routes(meta, now).values()) <= P_LIM.max_connections
+        assert sum(len(v) for v in routes(meta).values()) <= P_LIM.max_connections
         assert SessionMeta.from_wire(json.loads(json.dumps(meta.to_wire()))) == meta

@@ -1,0 +1,243 @@
+"""The typed contract of every UserSession actor method: one request and one answer type each.
+
+Both sides use these classes: the actor shell decodes requests and encodes answers, the gateway's
+caller encodes requests and decodes answers. On the wire each is one msgpack map (actors/wire.py).
+Decoding validates shapes and raises ValueError, so a malformed payload fails loudly instead of
+running on half-parsed data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.session_core import (
+    AttachOutcome,
+    DeliverStatus,
+    EventRecord,
+    Filters,
+    IncomingEvent,
+    Liveness,
+    Routes,
+    _bool,
+    _float,
+    _get,
+    _int,
+    _list,
+    _map,
+    _opt_str,
+    _str,
+)
+
+_STATUSES: tuple[DeliverStatus, ...] = ("appended", "duplicate", "filtered")
+_OUTCOMES: tuple[AttachOutcome, ...] = ("ok", "resync", "too_many_connections")
+
+
+def _routes_from_wire(v: Any) -> Routes:
+    return {
+        _str(replica, "replica"): [_str(c, "route conn") for c in _list(conns, "route conns")]
+        for replica, conns in _map(v, "routes").items()
+    }
+
+
+def _records(v: Any) -> list[EventRecord]:
+    return [EventRecord.from_wire(_map(r, "record")) for r in _list(v, "events")]
+
+
+# -- deliver: several events of one user in one turn --------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliverRequest:
+    events: list[IncomingEvent]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"events": [e.to_wire() for e in self.events]}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> DeliverRequest:
+        events = [IncomingEvent.from_wire(_map(e, "event")) for e in _list(_get(d, "events"), "e")]
+        if not events:
+            raise ValueError("deliver needs at least one event")
+        return cls(events)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    status: DeliverStatus
+    seq: int  # assigned seq; the original seq for a duplicate; 0 when filtered or not retained
+
+
+@dataclass(frozen=True)
+class DeliverAnswer:
+    epoch: str
+    results: list[Delivered]  # one per request event, same order
+    routes: Routes  # the user's live connections after the turn
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "results": [[r.status, r.seq] for r in self.results],
+            "routes": {replica: list(conns) for replica, conns in self.routes.items()},
+        }
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> DeliverAnswer:
+        results = []
+        for item in _list(_get(d, "results"), "results"):
+            status, seq = _list(item, "result")
+            if status not in _STATUSES:
+                raise ValueError(f"bad deliver status {status!r}")
+            results.append(Delivered(status, _int(seq, "seq")))
+        return cls(_str(_get(d, "epoch"), "epoch"), results, _routes_from_wire(_get(d, "routes")))
+
+
+# -- attach / read: the first replay page comes in the same turn as the registration -----------
+
+
+@dataclass(frozen=True)
+class AttachRequest:
+    conn: str
+    replica: str
+    device: str
+    since: str | None  # "epoch:seq" or None
+    live: Liveness | None = None  # the caller's registry snapshot: drops dead replicas' conns
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"conn": self.conn, "replica": self.replica,
+                               "device": self.device, "since": self.since}
+        if self.live is not None:
+            out["live"] = sorted(self.live.replicas)
+            out["as_of"] = self.live.as_of
+        return out
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> AttachRequest:
+        live = None
+        if d.get("live") is not None:
+            live = Liveness(frozenset(_str(r, "replica") for r in _list(d["live"], "live")),
+                            _float(_get(d, "as_of"), "as_of"))
+        return cls(
+            _str(_get(d, "conn"), "conn"),
+            _str(_get(d, "replica"), "replica"),
+            _str(_get(d, "device"), "device"),
+            _opt_str(d.get("since") or None, "since"),
+            live,
+        )
+
+
+@dataclass(frozen=True)
+class AttachAnswer:
+    outcome: AttachOutcome
+    epoch: str
+    head: int
+    start: int  # the stream continues after this seq
+    resumed: bool
+    reason: str  # why resync, else ""
+    events: list[EventRecord] = field(default_factory=list)
+    more: bool = False  # more replay pages follow (read them with ReadRequest)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "epoch": self.epoch, "head": self.head,
+                "start": self.start, "resumed": self.resumed, "reason": self.reason,
+                "events": [e.to_wire() for e in self.events], "more": self.more}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> AttachAnswer:
+        outcome = _get(d, "outcome")
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"bad attach outcome {outcome!r}")
+        return cls(
+            outcome, _str(_get(d, "epoch"), "epoch"), _int(_get(d, "head"), "head"),
+            _int(_get(d, "start"), "start"), _bool(_get(d, "resumed"), "resumed"),
+            _str(_get(d, "reason"), "reason"), _records(d.get("events", [])),
+            _bool(d.get("more", False), "more"),
+        )
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    epoch: str
+    after: int
+    limit: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "after": self.after, "limit": self.limit}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ReadRequest:
+        return cls(_str(_get(d, "epoch"), "epoch"), _int(_get(d, "after"), "after"),
+                   _int(d.get("limit", 500), "limit"))
+
+
+@dataclass(frozen=True)
+class ReadAnswer:
+    resync: bool  # the position can't be honoured (other epoch or trimmed)
+    epoch: str
+    head: int
+    events: list[EventRecord] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"resync": self.resync, "epoch": self.epoch, "head": self.head,
+                "events": [e.to_wire() for e in self.events]}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ReadAnswer:
+        return cls(_bool(_get(d, "resync"), "resync"), _str(_get(d, "epoch"), "epoch"),
+                   _int(_get(d, "head"), "head"), _records(d.get("events", [])))
+
+
+# -- small state changes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetachRequest:
+    conns: list[str]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"conns": list(self.conns)}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> DetachRequest:
+        return cls([_str(c, "conn") for c in _list(_get(d, "conns"), "conns")])
+
+
+@dataclass(frozen=True)
+class AckRequest:
+    device: str
+    seq: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"device": self.device, "seq": self.seq}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> AckRequest:
+        return cls(_str(_get(d, "device"), "device"), _int(_get(d, "seq"), "seq"))
+
+
+@dataclass(frozen=True)
+class AckAnswer:
+    tail: int
+    head: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"tail": self.tail, "head": self.head}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> AckAnswer:
+        return cls(_int(_get(d, "tail"), "tail"), _int(_get(d, "head"), "head"))
+
+
+@dataclass(frozen=True)
+class FiltersMessage:
+    """Request and answer of set_filters: the persisted filters (answer: as stored)."""
+
+    filters: Filters
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"filters": self.filters.to_wire()}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> FiltersMessage:
+        return cls(Filters.from_wire(_map(d.get("filters") or {}, "filters")))

@@ -1,0 +1,126 @@
+"""Pure storage layout of one user's session: which keys a turn writes, and how a session is
+rebuilt from them. No I/O.
+
+Keys (under the actor's own prefix, ``sessions||UserSession||<user>||``):
+  meta     -> small: epoch, head, tail, devices, conns, filters (never the events)
+  c:<k>    -> chunk k: the records of seqs k*CHUNK+1 .. (k+1)*CHUNK that are still retained
+
+A ``deliver`` turn writes ``meta`` and the one chunk it appended to, in one transaction: the write
+stays small however long the log is, and rebuilding a session of N events reads N/CHUNK chunks in
+one concurrent round (not N keys). Per-event stamps and the dedup window are rebuilt from the
+records, so they are never written separately. The active actor keeps everything in memory; it is
+the only writer under turn-based concurrency, so it never reads before it writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from actors.session_core import (
+    WIRE_VERSION,
+    EventRecord,
+    SessionMeta,
+    _get,
+    _int,
+    _map,
+)
+from actors.state_client import Operation
+
+STORAGE_VERSION = 2
+CHUNK = 32
+META_KEY = "meta"
+
+
+class LogLost(Exception):
+    """Stored meta names events whose chunks are gone (the store lost data): the log cannot
+    honour its positions and must start a new epoch."""
+
+
+def chunk_of(seq: int) -> int:
+    return (seq - 1) // CHUNK
+
+
+def chunk_key(k: int) -> str:
+    return f"c:{k}"
+
+
+def meta_to_wire(meta: SessionMeta) -> dict[str, Any]:
+    return {
+        "v": STORAGE_VERSION,
+        "epoch": meta.epoch,
+        "head": meta.head,
+        "tail": meta.tail,
+        "devices": {name: c.to_wire() for name, c in meta.devices.items()},
+        "conns": {cid: lease.to_wire() for cid, lease in meta.conns.items()},
+        "filters": meta.filters.to_wire(),
+    }
+
+
+def chunks_needed(stored_meta: Mapping[str, Any]) -> list[int]:
+    """Chunk indexes holding the retained seqs tail..head of a stored meta."""
+    head, tail = _int(_get(stored_meta, "head"), "head"), _int(_get(stored_meta, "tail"), "tail")
+    if tail > head:
+        return []
+    return list(range(chunk_of(tail), chunk_of(head) + 1))
+
+
+def restore(
+    stored_meta: Mapping[str, Any], chunks: Mapping[int, Any]
+) -> tuple[SessionMeta, dict[int, EventRecord]]:
+    """Rebuild the in-memory session from ``meta`` and its chunks.
+
+    Raises ValueError on a corrupt or foreign-version meta, LogLost when a retained event is
+    missing. The dedup window after a rebuild is what the chunks still hold (retained events plus
+    the trimmed ones sharing their chunk); filtered events are not remembered, and a redelivery of
+    one is filtered again.
+    """
+    version = stored_meta.get("v")
+    if version != STORAGE_VERSION:
+        raise ValueError(f"unsupported session storage version {version!r}")
+    head = _int(_get(stored_meta, "head"), "head")
+    tail = _int(_get(stored_meta, "tail"), "tail")
+    present: dict[int, EventRecord] = {}
+    for k in sorted(chunks):
+        raw = chunks[k]
+        if raw is None:
+            continue
+        if not isinstance(raw, list):
+            raise ValueError(f"chunk {k}: expected a list")
+        for item in raw:
+            rec = EventRecord.from_wire(_map(item, "record"))
+            if chunk_of(rec.seq) != k or rec.seq > head:
+                raise ValueError(f"chunk {k} holds foreign seq {rec.seq}")
+            present[rec.seq] = rec
+    missing = [s for s in range(tail, head + 1) if s not in present]
+    if missing:
+        raise LogLost(f"{len(missing)} retained events missing (first seq {missing[0]})")
+    # The in-memory meta is the v1 value with stamps and dedup window rebuilt from the records;
+    # SessionMeta.from_wire validates every field and invariant.
+    meta = SessionMeta.from_wire({
+        **stored_meta,
+        "v": WIRE_VERSION,
+        "stamps": [present[s].ts for s in range(tail, head + 1)],
+        "seen": [[present[s].id, s] for s in sorted(present)],
+    })
+    retained = {s: r for s, r in present.items() if s >= meta.tail}
+    return meta, retained
+
+
+def write_ops(
+    meta: SessionMeta,
+    records: Mapping[int, EventRecord],
+    appended: Iterable[int],
+    deleted: Iterable[int],
+) -> list[Operation]:
+    """The one transaction of a turn: meta, every chunk that got a new record, and the chunks
+    that trimming emptied. ``records`` is the in-memory log after the turn (seq >= tail)."""
+    ops: list[Operation] = [("upsert", META_KEY, meta_to_wire(meta))]
+    for k in sorted({chunk_of(s) for s in appended}):
+        lo, hi = k * CHUNK + 1, (k + 1) * CHUNK
+        rows = [records[s].to_wire() for s in range(max(lo, meta.tail), min(hi, meta.head) + 1)]
+        ops.append(("upsert", chunk_key(k), rows))
+    for k in sorted({chunk_of(s) for s in deleted}):
+        if (k + 1) * CHUNK < meta.tail:  # every seq of the chunk is trimmed
+            ops.append(("delete", chunk_key(k), None))
+    return ops

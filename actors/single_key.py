@@ -1,0 +1,42 @@
+"""Shell shared by the small actors whose whole state is one JSON value under one key (presence
+shards, the replica registry): kept in memory while active, written whole after each change."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Protocol, TypeVar
+
+from dapr.actor import Actor
+
+from actors.state_client import STATE
+
+
+class Wire(Protocol):
+    def to_wire(self) -> dict[str, Any]: ...
+
+
+S = TypeVar("S", bound=Wire)
+
+
+class SingleKeyActor(Actor, Generic[S]):
+    TYPE_NAME = ""
+    STATE_KEY = ""
+    _value: Any = None
+
+    def _decode(self, raw: dict[str, Any] | None) -> S:
+        raise NotImplementedError
+
+    async def _load(self) -> S:
+        if self._value is None:
+            raw = await STATE.get(self.TYPE_NAME, self.id.id, self.STATE_KEY)
+            self._value = self._decode(raw if isinstance(raw, dict) else None)
+        value: S = self._value
+        return value
+
+    async def _write(self, value: S) -> None:
+        try:
+            await STATE.transact(
+                self.TYPE_NAME, self.id.id, [("upsert", self.STATE_KEY, value.to_wire())]
+            )
+        except BaseException:
+            self._value = None  # memory may be ahead of the store: reload next turn
+            raise

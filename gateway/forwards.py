@@ -1,0 +1,48 @@
+"""The replica-to-replica forward batch: for each destination replica, ONE message per topic
+batch carrying every (user, connections, epoch, record) it must write. Typed and validated on
+receipt: a malformed batch is refused as a whole, never half-applied."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from actors.session_core import EventRecord, _get, _list, _map, _str
+
+
+@dataclass(frozen=True)
+class ForwardItem:
+    user: str
+    conns: list[str]
+    epoch: str
+    record: EventRecord
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"user": self.user, "conns": list(self.conns), "epoch": self.epoch,
+                "record": self.record.to_wire()}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ForwardItem:
+        return cls(
+            _str(_get(d, "user"), "user"),
+            [_str(c, "conn") for c in _list(_get(d, "conns"), "conns")],
+            _str(_get(d, "epoch"), "epoch"),
+            EventRecord.from_wire(_map(_get(d, "record"), "record")),
+        )
+
+
+@dataclass(frozen=True)
+class ForwardBatch:
+    sender: str
+    items: list[ForwardItem]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"from": self.sender, "items": [i.to_wire() for i in self.items]}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> ForwardBatch:
+        return cls(
+            _str(_get(d, "from"), "from"),
+            [ForwardItem.from_wire(_map(i, "item")) for i in _list(_get(d, "items"), "items")],
+        )
