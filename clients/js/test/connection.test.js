@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CLOSE_CODES, TaskSyncClient } from "../tasksync.js";
+import { CLOSE_CODES, TaskSyncClient } from "../src/index.js";
 import { setup, settle, welcome, ev, openWs } from "./fakes.js";
 
 test("first connect: ws URL derived from http URL, token/device query, JSON subprotocol, no since", async () => {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TaskSyncClient } from "../tasksync.js";
+import { TaskSyncClient } from "../src/index.js";
 import { setup, settle, welcome, ev, MemoryStorage, openWs } from "./fakes.js";
 
 const A = "http://gw-a.test:8001";
