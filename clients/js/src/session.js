@@ -1,8 +1,9 @@
-// The connection lifecycle: open a link (WebSocket or SSE), and when it ends, stop or reconnect
-// (after backoff, or at once) on the next gateway, refreshing the token first after a 4002. After repeated WebSocket failures it falls back to
+// The connection lifecycle: open a link (WebSocket or SSE), and when it ends, follow decide()
+// of codes.js: stop, or reconnect (after backoff, or at once) on the same or the next gateway,
+// refreshing the token first when asked. After repeated WebSocket failures it falls back to
 // SSE and later probes a WebSocket again, switching over once that one says welcome.
 
-import { CLOSE_CODES, IMMEDIATE_CODES } from "./codes.js";
+import { decide, isWsConnectFailure, CLOSE_CODES } from "./codes.js";
 import { Acker, Dispatcher } from "./dispatch.js";
 import { SseLink } from "./transport_sse.js";
 import { WsLink } from "./transport_ws.js";
@@ -153,17 +154,17 @@ export class Session {
     const entry = code != null ? CLOSE_CODES[code] : undefined;
     const why = reason || entry?.name || "";
     this.killProbe();
-    if (entry && !entry.reconnect) {
+    const d = decide(code, { welcomed: link.welcomed, local });
+    if (!d.reconnect || (d.refreshToken && !this.token.canRefresh)) {
+      // A fixed token string cannot be refreshed: reconnecting would only get 4002 again.
       this.stopped = true;
       this.teardown();
-      this.setState("closed", { transport: link.kind, attempt: this.backoff.attempt, code, reason: why });
+      const stopWhy = d.reconnect ? "token_expired_no_get_token" : why;
+      this.setState("closed", { transport: link.kind, attempt: this.backoff.attempt, code, reason: stopWhy });
       return;
     }
     if (link.kind === "websocket") {
-      // A WebSocket that never opened (or opened but never said welcome in time) points at the
-      // network path, not at the server: count it towards the SSE fallback.
-      const failed = !link.welcomed && (!link.opened || (local && code === 4013));
-      if (failed) {
+      if (isWsConnectFailure(code, { welcomed: link.welcomed, opened: link.opened, local })) {
         this.wsFailures += 1;
         if (this.wsFallback && this.wsFailures >= this.wsFailuresBeforeFallback) {
           this.wsFailures = 0;
@@ -174,10 +175,9 @@ export class Session {
         this.wsFailures = 0;
       }
     }
-    if (code === 4002) this.token.refresh(); // refresh before reconnecting
-    // Several gateways: try the next one (a dead replica costs one attempt, not a backoff series).
-    this.endpoints.rotate();
-    this.scheduleReconnect({ code, reason: why, immediate: IMMEDIATE_CODES.has(code) });
+    if (d.refreshToken) this.token.refresh(); // before the delay, not after it
+    if (d.rotate) this.endpoints.rotate();
+    this.scheduleReconnect({ code, reason: why, immediate: d.immediate });
   }
 
   scheduleReconnect({ code, reason = "", immediate = false }) {
