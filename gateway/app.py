@@ -188,11 +188,15 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
                 return JSONResponse({"error": "not_found"}, status_code=404)
             return FileResponse(path)
 
-    @app.get("/client/tasksync.js")
-    async def client_js() -> Response:
-        # The browser client module, served as is (the demo page imports it from here).
-        path = STATIC.parent.parent / "clients" / "js" / "tasksync.js"
-        if not path.is_file():
+    client_dir = STATIC.parent.parent / "clients" / "js" / "src"
+
+    @app.get("/client/{name}")
+    async def client_js(name: str) -> Response:
+        # The browser client's ES modules, served as they are (the demo page imports index.js).
+        # Only a name listed in that folder is served: no path from the request reaches the disk.
+        files = {p.name: p for p in client_dir.glob("*.js")} if client_dir.is_dir() else {}
+        path = files.get(name)
+        if path is None or not path.is_file():
             return JSONResponse({"error": "not_found"}, status_code=404)
         return FileResponse(path, media_type="text/javascript")
 

@@ -1,5 +1,5 @@
 // Live task board for one signed-in demo user. No build step, no dependencies besides the TaskSync
-// browser client the gateway serves at /client/tasksync.js.
+// browser client the gateway serves at /client/ (ES modules; index.js re-exports the API).
 //
 // Query parameters:
 //   token       JWT of the user (HS256 demo token; `sub` is the user id)
@@ -11,7 +11,7 @@
 //
 // Everything the page knows is mirrored in window.__board for the browser tests.
 
-import { TaskSyncClient } from "/client/tasksync.js";
+import { TaskSyncClient } from "/client/index.js";
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);

@@ -370,7 +370,7 @@ scenarios.reload = async () => {
   // A change made while no page is connected: the old document is gone (its pagehide closed
   // the client) and the new one is still loading the client module, held here until then.
   let during = 0;
-  await page.route("**/client/tasksync.js", async (route) => {
+  await page.route("**/client/index.js", async (route) => {
     created.push(await taskApi("erin", "POST", "/tasks", { title: "during reload" }));
     during += 1;
     await route.continue();

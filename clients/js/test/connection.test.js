@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CLOSE_CODES, TaskSyncClient } from "../tasksync.js";
+import { TaskSyncClient } from "../src/index.js";
 import { setup, settle, welcome, ev, openWs } from "./fakes.js";
 
 test("first connect: ws URL derived from http URL, token/device query, JSON subprotocol, no since", async () => {
@@ -29,13 +29,6 @@ test("https base URL maps to wss and keeps a path prefix", async () => {
   env.client.connect();
   await settle();
   assert.match(env.lastWs().url, /^wss:\/\/example\.org\/gateway\/ws\?/);
-});
-
-test("close-code catalogue matches docs/protocol.md", () => {
-  const noReconnect = Object.values(CLOSE_CODES).filter((c) => !c.reconnect).map((c) => c.code);
-  assert.deepEqual(noReconnect.sort(), [1000, 4001, 4003]);
-  assert.equal(CLOSE_CODES[4002].name, "token_expired");
-  assert.equal(Object.keys(CLOSE_CODES).length, 14);
 });
 
 test("backoff grows exponentially within jitter bounds and is capped", async () => {
@@ -110,6 +103,35 @@ test("4002 token_expired calls the token hook at once and reconnects with the ne
   await env.clock.advance(10000);
   assert.equal(env.lastWs().params.get("token"), "tok-2");
   assert.equal(n, 2, "the refreshed token is used; no second call for the same reconnect");
+});
+
+test("4002 token_expired backs off like any reconnect: the table says 'refresh, then reconnect', not 'at once'", async () => {
+  const env = setup({ token: undefined, getToken: async () => "fresh", random: () => 0 });
+  env.client.connect();
+  const ws = await openWs(env);
+  ws.serverClose(4002, "token_expired");
+  const [state, info] = env.states.at(-1);
+  assert.equal(state, "reconnecting");
+  assert.equal(info.code, 4002);
+  assert.equal(info.delayMs, 250, "first backoff step, no immediate reconnect");
+  await env.clock.advance(249);
+  assert.equal(env.sockets.length, 1);
+  await env.clock.advance(1);
+  assert.equal(env.sockets.length, 2);
+});
+
+test("4002 with a fixed token string stops: it cannot be refreshed, a reconnect would get 4002 again", async () => {
+  const env = setup(); // token: "tok-1", a string
+  env.client.connect();
+  const ws = await openWs(env);
+  ws.serverClose(4002, "token_expired");
+  assert.deepEqual(env.states.at(-1), ["closed", {
+    transport: "websocket", attempt: 0, code: 4002, reason: "token_expired_no_get_token",
+  }]);
+  assert.equal(env.client.state, "closed");
+  assert.equal(env.clock.pending().length, 0, "no timers left behind");
+  await env.clock.advance(120000);
+  assert.equal(env.sockets.length, 1, "no new socket");
 });
 
 test("token may be an async function, called before every connect", async () => {

@@ -1,7 +1,7 @@
 // Fake platform for the tests: a manual clock, scriptable WebSocket/EventSource, a recording
 // fetch and an in-memory Storage. Nothing here touches the network or real timers.
 
-import { TaskSyncClient } from "../tasksync.js";
+import { TaskSyncClient } from "../src/index.js";
 
 /** Let pending promise callbacks run (token hooks, fetch responses, ...). */
 export async function settle() {

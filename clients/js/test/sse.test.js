@@ -48,6 +48,31 @@ test("WebSockets that open and get a close code do not count towards the fallbac
   assert.equal(env.sources.length, 0);
 });
 
+test("a WebSocket that opens and drops without a close frame before welcome counts towards the fallback", async () => {
+  const env = setup({ random: () => 0 });
+  env.client.connect();
+  for (let i = 0; i < 2; i++) {
+    await settle();
+    env.lastWs().open(); // e.g. a proxy that takes the upgrade, then cuts the connection
+    env.lastWs().fail(1006);
+    await env.clock.advance(env.states.at(-1)[1].delayMs);
+  }
+  assert.equal(env.sources.length, 1, "two path failures: SSE");
+  assert.equal(env.sockets.length, 2);
+});
+
+test("SSE: token_expired with a fixed token string stops", async () => {
+  const env = setup({ transports: ["sse"] });
+  env.client.connect();
+  const es = await openSse(env);
+  es.receive({ type: "error", code: "token_expired", message: "x" });
+  assert.equal(es.closed, true);
+  assert.deepEqual(env.states.at(-1)[1].reason, "token_expired_no_get_token");
+  assert.equal(env.client.state, "closed");
+  await env.clock.advance(60000);
+  assert.equal(env.sources.length, 1);
+});
+
 test("SSE resumes with since, and acks go by POST with a Bearer header", async () => {
   const env = setup({ transports: ["sse"] });
   env.client.connect();

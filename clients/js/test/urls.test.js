@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TaskSyncClient } from "../tasksync.js";
+import { TaskSyncClient } from "../src/index.js";
 import { setup, settle, welcome, ev, MemoryStorage, openWs } from "./fakes.js";
 
 const A = "http://gw-a.test:8001";
@@ -8,7 +8,7 @@ const B = "http://gw-b.test:8002";
 
 const hostOf = (x) => new URL(x.url).host;
 
-test("url list: starts on the first gateway, a lost connection resumes on the next one", async () => {
+test("url list: starts on the first gateway; a dropped link retries it, a dead one moves on and resumes", async () => {
   const env = setup({ url: [A, `${B}/`], random: () => 0 });
   assert.equal(env.client.url, A);
   env.client.connect();
@@ -17,13 +17,23 @@ test("url list: starts on the first gateway, a lost connection resumes on the ne
   assert.equal(env.client.url, A);
   ws.receive(ev(4));
   ws.fail(); // gateway A killed: 1006 after a healthy run
-  const [state, info] = env.states.at(-1);
+  let [state, info] = env.states.at(-1);
   assert.equal(state, "reconnecting");
   assert.equal(info.attempt, 1);
-  assert.equal(env.client.url, B, "the next attempt goes to B");
+  assert.equal(env.client.url, A, "a healthy link dropped: the same gateway first (the table names no other)");
+  await env.clock.advance(info.delayMs);
+  const again = env.lastWs();
+  assert.notEqual(again, ws);
+  assert.equal(hostOf(again), "gw-a.test:8001");
+  assert.equal(again.params.get("since"), "E1:4");
+  again.fail(); // A refuses: never opened, no close code from a server
+  [state, info] = env.states.at(-1);
+  assert.equal(state, "reconnecting");
+  assert.equal(info.attempt, 2);
+  assert.equal(env.client.url, B, "a dead replica: the next attempt goes to B");
   await env.clock.advance(info.delayMs);
   const ws2 = env.lastWs();
-  assert.notEqual(ws2, ws);
+  assert.notEqual(ws2, again);
   assert.equal(hostOf(ws2), "gw-b.test:8002");
   assert.equal(ws2.params.get("since"), "E1:4", "resumes where A left off");
   ws2.open();
@@ -59,10 +69,11 @@ test("url list: a dead first gateway does not count towards the SSE fallback onc
   await env.clock.advance(env.states.at(-1)[1].delayMs);
   const ws = await openWs(env, 0);
   assert.equal(hostOf(ws), "gw-b.test:8002");
-  ws.fail(); // B drops after a healthy run: back to A, still WebSocket
+  ws.fail(); // B drops after a healthy run: B again, still WebSocket
   await env.clock.advance(env.states.at(-1)[1].delayMs);
   assert.equal(env.sources.length, 0, "no SSE");
-  assert.equal(hostOf(env.lastWs()), "gw-a.test:8001");
+  assert.equal(hostOf(env.lastWs()), "gw-b.test:8002");
+  assert.equal(env.sockets.length, 3);
 });
 
 test("url list: SSE stream and its POSTs use the gateway the stream was opened on", async () => {
@@ -99,10 +110,10 @@ test("url list: persisted under the first URL, so a reload resumes whichever gat
   const storage = new MemoryStorage();
   const env = setup({ url: [A, B], persist: true, storage, device: undefined, random: () => 0 });
   env.client.connect();
-  let ws = await openWs(env, 0);
-  ws.fail();
+  await settle();
+  env.lastWs().fail(); // A refuses
   await env.clock.advance(env.states.at(-1)[1].delayMs);
-  ws = await openWs(env, 0);
+  const ws = await openWs(env, 0);
   assert.equal(hostOf(ws), "gw-b.test:8002");
   ws.receive(ev(1));
   ws.receive(ev(2));
@@ -111,6 +122,47 @@ test("url list: persisted under the first URL, so a reload resumes whichever gat
   const again = setup({ url: [A, B], persist: true, storage, device: undefined });
   assert.equal(again.client.device, env.client.device);
   assert.deepEqual(again.client.position, { epoch: "E1", seq: 2 });
+});
+
+/** Open on A (welcomed), then end the link with `close(ws)`; returns the host of the next attempt. */
+async function nextHostAfter(close, options = {}) {
+  const env = setup({ url: [A, B], random: () => 0, ...options });
+  env.client.connect();
+  const ws = await openWs(env, 0);
+  await close(ws, env);
+  assert.equal(env.states.at(-1)[0], "reconnecting");
+  await env.clock.advance(env.states.at(-1)[1].delayMs);
+  assert.equal(env.sockets.length, 2);
+  return hostOf(env.lastWs());
+}
+
+test("url list: 4011 server_shutdown and 1001 going away move to the next gateway", async () => {
+  assert.equal(await nextHostAfter((ws) => ws.serverClose(4011, "server_shutdown")), "gw-b.test:8002");
+  assert.equal(await nextHostAfter((ws) => ws.serverClose(1001, "")), "gw-b.test:8002");
+});
+
+test("url list: other closes from a live server reconnect to the same gateway", async () => {
+  for (const code of [1009, 4002, 4004, 4008, 4009, 4010, 4012, 4013, 4500, 4503, 1011]) {
+    const host = await nextHostAfter((ws) => ws.serverClose(code, ""), { getToken: async () => "t", token: undefined });
+    assert.equal(host, "gw-a.test:8001", `close ${code}`);
+  }
+});
+
+test("url list: our own heartbeat timeout retries the same gateway; a welcome timeout moves on", async () => {
+  const env = setup({ url: [A, B], random: () => 0, transports: ["websocket"], connectTimeoutMs: 5000 });
+  env.client.connect();
+  await openWs(env, 0, { heartbeat: 10 });
+  await env.clock.advance(25000); // silence: local 4012 after a healthy run
+  assert.equal(env.states.at(-1)[1].code, 4012);
+  await env.clock.advance(env.states.at(-1)[1].delayMs);
+  assert.equal(hostOf(env.lastWs()), "gw-a.test:8001");
+  env.lastWs().open(); // A accepts the socket but never says welcome (hung, or blackholed)
+  await env.clock.advance(5000);
+  const [state, info] = env.states.at(-1);
+  assert.equal(state, "reconnecting");
+  assert.equal(info.code, 4013);
+  await env.clock.advance(info.delayMs);
+  assert.equal(hostOf(env.lastWs()), "gw-b.test:8002", "a replica that never welcomes is left");
 });
 
 test("url list: validation", () => {
