@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent setup step for a fresh machine: Python venv + project, Dapr runtime (built from Go
-# modules, cached by version), Redis and Chromium (Debian packages), JS test deps.
+# modules, cached by version), helm + kubernetes-validate (chart check, cached), Redis and Chromium
+# (Debian packages), JS test deps.
 # A second run takes seconds: every step checks before it works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,10 @@ fi
 
 log "Dapr runtime"
 ./scripts/install-dapr.sh >/dev/null
+
+# helm (built from its Go module) and kubernetes-validate for the chart check; cached by version.
+log "helm + chart validation tools"
+./scripts/install-helm.sh >/dev/null
 
 # Browser tests drive Debian's chromium with playwright-core (never a downloaded browser).
 if [[ -f tests/e2e/package.json ]]; then

@@ -8,13 +8,15 @@ log() { printf '\n[test] %s\n' "$*" >&2; }
 t0=$(date +%s)
 
 log "ruff"
-.venv/bin/ruff check actors gateway devtools tests demo bench clients
+.venv/bin/ruff check actors gateway devtools tests demo bench clients deploy
 log "mypy (strict on actors/ and gateway/)"
 .venv/bin/mypy actors gateway
 log "unit tests"
 .venv/bin/python -m pytest -q tests/unit -p no:cacheprovider
 log "JS client tests (node --test)"
 (cd clients/js && node --test test/)
+log "helm chart (lint, template, Kubernetes + Dapr CRD schemas; offline)"
+./scripts/check-chart.sh
 log "integration + browser tests (real daprd, placement, Redis, Chromium)"
 # exit 5 = no tests collected: a failure here, never a pass.
 set +e
