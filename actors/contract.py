@@ -48,19 +48,34 @@ def _records(v: Any) -> list[EventRecord]:
 # -- deliver: several events of one user in one turn --------------------------------------------
 
 
+def _live_to_wire(live: Liveness | None, out: dict[str, Any]) -> dict[str, Any]:
+    if live is not None:
+        out["live"] = sorted(live.replicas)
+        out["as_of"] = live.as_of
+    return out
+
+
+def _live_from_wire(d: Mapping[str, Any]) -> Liveness | None:
+    if d.get("live") is None:
+        return None
+    return Liveness(frozenset(_str(r, "replica") for r in _list(d["live"], "live")),
+                    _float(_get(d, "as_of"), "as_of"))
+
+
 @dataclass(frozen=True)
 class DeliverRequest:
     events: list[IncomingEvent]
+    live: Liveness | None = None  # the caller's registry snapshot: routes skip dead replicas
 
     def to_wire(self) -> dict[str, Any]:
-        return {"events": [e.to_wire() for e in self.events]}
+        return _live_to_wire(self.live, {"events": [e.to_wire() for e in self.events]})
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> DeliverRequest:
         events = [IncomingEvent.from_wire(_map(e, "event")) for e in _list(_get(d, "events"), "e")]
         if not events:
             raise ValueError("deliver needs at least one event")
-        return cls(events)
+        return cls(events, _live_from_wire(d))
 
 
 @dataclass(frozen=True)
@@ -105,25 +120,17 @@ class AttachRequest:
     live: Liveness | None = None  # the caller's registry snapshot: drops dead replicas' conns
 
     def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"conn": self.conn, "replica": self.replica,
-                               "device": self.device, "since": self.since}
-        if self.live is not None:
-            out["live"] = sorted(self.live.replicas)
-            out["as_of"] = self.live.as_of
-        return out
+        return _live_to_wire(self.live, {"conn": self.conn, "replica": self.replica,
+                                         "device": self.device, "since": self.since})
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> AttachRequest:
-        live = None
-        if d.get("live") is not None:
-            live = Liveness(frozenset(_str(r, "replica") for r in _list(d["live"], "live")),
-                            _float(_get(d, "as_of"), "as_of"))
         return cls(
             _str(_get(d, "conn"), "conn"),
             _str(_get(d, "replica"), "replica"),
             _str(_get(d, "device"), "device"),
             _opt_str(d.get("since") or None, "since"),
-            live,
+            _live_from_wire(d),
         )
 
 

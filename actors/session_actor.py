@@ -123,12 +123,15 @@ class UserSession(Actor, UserSessionInterface):
 
     async def deliver(self, payload: bytes) -> bytes:
         async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
-            events = c.DeliverRequest.from_wire(req).events
+            r = c.DeliverRequest.from_wire(req)
             now = time.time()
             results: list[c.Delivered] = []
             appended: list[int] = []
             deleted: list[int] = []
-            for ev in events:
+            # Connections of replicas the caller's snapshot shows dead get no route (and are
+            # persisted gone with this turn's write, if it has one).
+            core.forget_dead(s.meta, r.live, LIMITS)
+            for ev in r.events:
                 res = core.deliver(s.meta, ev, now, LIMITS)
                 if res.record is not None:
                     s.records[res.record.seq] = res.record

@@ -35,6 +35,7 @@ __all__ = [
     "attach",
     "deliver",
     "detach",
+    "forget_dead",
     "new_session",
     "read_range",
     "routes",
@@ -482,12 +483,16 @@ def _bound_seen(meta: SessionMeta, limits: Limits) -> None:
         del meta.seen[:excess]
 
 
-def _drop_dead(meta: SessionMeta, live: Liveness | None, limits: Limits) -> None:
+def forget_dead(meta: SessionMeta, live: Liveness | None, limits: Limits) -> bool:
+    """Drop the connections a liveness snapshot shows dead (mutates ``meta``); True when any
+    was dropped. Without a snapshot nothing is judged."""
     if live is None:
-        return
+        return False
     grace = limits.replica_grace_s
-    for cid in [c for c, lease in meta.conns.items() if not live.holds(lease, grace)]:
+    dead = [c for c, lease in meta.conns.items() if not live.holds(lease, grace)]
+    for cid in dead:
         del meta.conns[cid]
+    return bool(dead)
 
 
 def _evict_devices(meta: SessionMeta, limits: Limits, keep: str | None) -> None:
@@ -589,7 +594,7 @@ def attach(
     ``too_many_connections`` only connections of dead replicas (by ``live``) are dropped and
     ``start`` is ``head``.
     """
-    _drop_dead(meta, live, limits)
+    forget_dead(meta, live, limits)
     head = meta.head
     if conn_id not in meta.conns and len(meta.conns) >= limits.max_connections:
         return AttachResult("too_many_connections", meta.epoch, head, head, head + 1, False, "")

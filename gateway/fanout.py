@@ -87,7 +87,7 @@ class Fanout:
             async with sem:
                 self.actor_calls += 1
                 try:
-                    answer = await self.sessions.deliver(user, p.events)
+                    answer = await self.sessions.deliver(user, p.events, self.hub.liveness)
                 except ActorUnavailable as e:
                     log.warning("deliver to %s failed (%d events, retried): %s",
                                 user, len(p.events), e)
@@ -99,8 +99,6 @@ class Fanout:
                     continue  # filtered, or a duplicate with nothing left to re-send
                 record = EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id, ev.list_id, now)
                 for replica, conns in answer.routes.items():
-                    if replica in self.hub.dead:
-                        continue  # its lease ran out: those clients resume from the log
                     if replica == self.settings.replica_id:
                         self.hub.deliver_local(user, conns, answer.epoch, record)
                     else:

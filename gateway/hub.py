@@ -47,9 +47,9 @@ class Hub:
         self._loops: list[asyncio.Task[None]] = []
         self.draining = False
         self._all_gone = asyncio.Event()  # set whenever the table empties (drain waits on it)
-        # The last registry snapshot: attach passes it to the actor; fan-out skips dead replicas.
+        # The last registry snapshot: attach and deliver pass it to the actor, which drops the
+        # connections of dead replicas (judged by the same rule as everywhere: Liveness.holds).
         self.liveness: Liveness | None = None
-        self.dead: frozenset[str] = frozenset()
         self._stale: dict[str, set[str]] = {}  # user -> routed conn ids this replica lacks
         self._last_beat: float | None = None  # monotonic time of the last renewed lease
 
@@ -266,7 +266,7 @@ class Hub:
     async def heartbeat(self) -> None:
         """Renew this replica's registry lease: O(1) calls per replica, whatever the load."""
         try:
-            self.liveness, self.dead = await self.sessions.heartbeat(self.settings.lease_s)
+            self.liveness = await self.sessions.heartbeat(self.settings.lease_s)
         except ActorUnavailable as e:
             log.warning("registry heartbeat failed (retried in %.1f s): %s",
                         self.settings.lease_s / 3, e)

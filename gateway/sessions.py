@@ -33,8 +33,10 @@ class Sessions:
         except (ValueError, TypeError, KeyError) as e:
             raise ActorUnavailable(f"{USER_SESSION}/{user}.{method}: bad answer: {e}") from e
 
-    async def deliver(self, user: str, events: list[IncomingEvent]) -> c.DeliverAnswer:
-        req = c.DeliverRequest(events).to_wire()
+    async def deliver(
+        self, user: str, events: list[IncomingEvent], live: Liveness | None
+    ) -> c.DeliverAnswer:
+        req = c.DeliverRequest(events, live).to_wire()
         return await self._call(user, "deliver", req, c.DeliverAnswer.from_wire)
 
     async def attach(
@@ -84,8 +86,8 @@ class Sessions:
             users.update(str(u) for u in res.get("users", []))
         return sorted(users)
 
-    async def heartbeat(self, lease_s: float) -> tuple[Liveness, frozenset[str]]:
-        """Renew this replica's lease; returns (live snapshot, replicas known dead)."""
+    async def heartbeat(self, lease_s: float) -> Liveness:
+        """Renew this replica's lease; returns the live snapshot."""
         res = await self.dapr.call(REGISTRY, "default", "heartbeat",
                                    {"replica": self.replica, "lease": lease_s})
         return _snapshot(res)
@@ -94,11 +96,10 @@ class Sessions:
         await self.dapr.call(REGISTRY, "default", "leave", {"replica": self.replica})
 
 
-def _snapshot(res: dict[str, Any]) -> tuple[Liveness, frozenset[str]]:
+def _snapshot(res: dict[str, Any]) -> Liveness:
     try:
-        live = Liveness(frozenset(_str(r, "replica") for r in _list(res["live"], "live")),
+        return Liveness(frozenset(_str(r, "replica") for r in _list(res["live"], "live")),
                         _float(res["as_of"], "as_of"))
-        return live, frozenset(_str(r, "replica") for r in _list(res["dead"], "dead"))
     except (KeyError, ValueError) as e:
         raise ActorUnavailable(f"registry: bad answer: {e}") from e
 

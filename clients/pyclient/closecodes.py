@@ -19,8 +19,8 @@ SERVER_SHUTDOWN = 4011
 HEARTBEAT_TIMEOUT = 4012
 HANDSHAKE_TIMEOUT = 4013
 
-# Reconnect at once (no backoff), once in a row: nothing is wrong with the client or the service.
-IMMEDIATE = frozenset({TOKEN_EXPIRED, SLOW_CONSUMER, SERVER_SHUTDOWN})
+# Reconnect at once (no backoff), once in a row: the table says "at once" for these two only.
+IMMEDIATE = frozenset({SLOW_CONSUMER, SERVER_SHUTDOWN})
 # This replica is going away: the next attempt goes to the next URL.
 ROTATE = frozenset({SERVER_SHUTDOWN, GOING_AWAY})
 # Names that are also ordinary (non-closing) `error` codes: on SSE they mean a close only when
@@ -36,16 +36,17 @@ class Decision:
     refresh_token: bool = False  # ask get_token for a new token first
 
 
-def decide(code: int | None, welcomed: bool) -> Decision:
+def decide(code: int | None, welcomed: bool, local: bool = False) -> Decision:
     """code None: the transport failed without a close code (refused, reset, HTTP error, stream
-    ended). A connection that never reached welcome may be a dead replica: try the next URL."""
+    ended). A connection that never reached welcome may be a dead replica: try the next URL; so
+    may one that accepted but never welcomed us (``local``: the code is our own timeout)."""
     entry = CLOSE_CODES.get(code) if code is not None else None
     if entry is not None and not entry.reconnect:
         return Decision(reconnect=False)
     return Decision(
         reconnect=True,
         immediate=code in IMMEDIATE,
-        rotate=code in ROTATE or (not welcomed and entry is None),
+        rotate=code in ROTATE or (not welcomed and (entry is None or local)),
         refresh_token=code == TOKEN_EXPIRED,
     )
 

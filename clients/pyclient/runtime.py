@@ -110,7 +110,7 @@ class Runtime(Dispatcher):
 
     async def _after(self, ended: Ended) -> bool:
         """Decide after a link ended. False: stop for good (state closed)."""
-        d = cc.decide(ended.code, ended.welcomed)
+        d = cc.decide(ended.code, ended.welcomed, ended.local)
         info = {"code": ended.code, "reason": ended.reason or cc.name_for_code(ended.code)}
         if ended.kind == "websocket" and self._fallback_enabled and not ended.token_error:
             if cc.is_ws_connect_failure(ended.code, ended.welcomed, ended.opened, ended.local):

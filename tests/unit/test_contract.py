@@ -17,6 +17,7 @@ EV = IncomingEvent("e1", "task_updated", {"title": "2024-01-02-abc", "d": "5m"},
 
 MESSAGES: list[Any] = [
     c.DeliverRequest([EV, EV]),
+    c.DeliverRequest([EV], Liveness(frozenset({"gw-a", "gw-b"}), 12.5)),
     c.DeliverAnswer("ep", [c.Delivered("appended", 4), c.Delivered("filtered", 0)],
                     {"gw-a": ["gw-a.1", "gw-a.2"]}),
     c.AttachRequest("gw-a.1", "gw-a", "phone", "ep:3"),

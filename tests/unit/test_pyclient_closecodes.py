@@ -26,8 +26,8 @@ CASES: list[tuple[int | None, bool, Decision]] = [
     (4001, True, STOP),
     (4003, False, STOP),
     (1009, True, BACKOFF),
-    (4002, True, Decision(reconnect=True, immediate=True, refresh_token=True)),
-    (4002, False, Decision(reconnect=True, immediate=True, refresh_token=True)),
+    (4002, True, Decision(reconnect=True, refresh_token=True)),
+    (4002, False, Decision(reconnect=True, refresh_token=True)),
     (4004, True, BACKOFF),
     (4008, True, BACKOFF),
     (4009, False, BACKOFF),
@@ -50,6 +50,13 @@ CASES: list[tuple[int | None, bool, Decision]] = [
 @pytest.mark.parametrize(("code", "welcomed", "expected"), CASES)
 def test_decide(code: int | None, welcomed: bool, expected: Decision) -> None:
     assert decide(code, welcomed) == expected
+
+
+def test_own_welcome_timeout_moves_to_the_next_replica() -> None:
+    # A replica that accepts but never welcomes (hung, or behind a load balancer) must not be
+    # retried forever: our local 4013 rotates, a server-sent 4013 does not.
+    assert decide(4013, welcomed=False, local=True) == Decision(reconnect=True, rotate=True)
+    assert decide(4013, welcomed=False, local=False) == BACKOFF
 
 
 def test_every_catalogue_code_is_decided_as_the_docs_say() -> None:

@@ -28,6 +28,7 @@ from actors.session_core import (
     attach,
     deliver,
     detach,
+    forget_dead,
     new_session,
     read_range,
     routes,
@@ -554,6 +555,18 @@ def test_routes_keep_every_connection_until_a_snapshot_drops_dead_ones() -> None
     assert deliver(meta, ev("e1"), T0 + 1000, LIM).routes == {"r1": ["c1"], "r2": ["c2"]}
     attach(meta, "c3", "r1", "d3", None, T0 + 60, LIM, Liveness(frozenset({"r1"}), T0 + 60))
     assert routes(meta) == {"r1": ["c1", "c3"]}  # r2 missed the snapshot: its route is gone
+
+
+def test_forget_dead_spares_connections_newer_than_the_snapshot() -> None:
+    # A replica restarting right after a snapshot showed it dead: its new connections must keep
+    # their routes (else the next live event would be lost until another one revealed the gap).
+    meta = session()
+    attach(meta, "old", "r2", "d1", None, T0, LIM)
+    attach(meta, "new", "r2", "d2", None, T0 + 20, LIM)
+    stale_view = Liveness(frozenset({"r1"}), T0 + 18)
+    assert forget_dead(meta, stale_view, LIM) is True
+    assert routes(meta) == {"r2": ["new"]}
+    assert forget_dead(meta, None, LIM) is False and forget_dead(meta, stale_view, LIM) is False
 
 
 def test_routes_grouped_by_replica_and_sorted() -> None:
