@@ -12,6 +12,7 @@ from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI, Response
 
+from actors.fast_dispatch import ActorFastPath
 from actors.presence_actor import Presence
 from actors.registry_actor import ReplicaRegistry
 from actors.serializers import BytesPassthroughSerializer
@@ -44,15 +45,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await STATE.close()
 
 
-app = FastAPI(title="tasksync sessions host", lifespan=lifespan)
-# Every route here is a Dapr callback: only daprd (holding APP_API_TOKEN) may call them.
-app.add_middleware(
-    DaprTokenMiddleware, protected_prefixes=("/",), open_paths=("/healthz", "/readyz")
+api = FastAPI(title="tasksync sessions host", lifespan=lifespan)
+actor_ext = DaprActor(api)
+# What uvicorn serves. Every route is a Dapr callback: only daprd (holding APP_API_TOKEN) may call
+# them. Actor method calls, the hot path, skip FastAPI's routing (actors/fast_dispatch.py).
+app = DaprTokenMiddleware(
+    ActorFastPath(api), protected_prefixes=("/",), open_paths=("/healthz", "/readyz")
 )
-actor_ext = DaprActor(app)
 
 
-@app.get("/readyz")
+@api.get("/readyz")
 async def readyz() -> Response:
     """Ready = an actor call through our daprd succeeds (placement has disseminated)."""
     port = os.environ.get("DAPR_HTTP_PORT", "3500")

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+import sys
 import tempfile
 import time
 import uuid
@@ -96,12 +97,20 @@ class Receivers:
 
 
 async def step(topo: Topology, users: list[str], rx: Receivers, rate: float, seconds: float,
-               rng: random.Random) -> dict[str, Any]:
+               rng: random.Random, profile: list[str], profile_dir: str) -> dict[str, Any]:
     prod = topo.apps["producer"]
     url = f"http://127.0.0.1:{prod.http_port}/v1.0/publish/pubsub/task-updates"
     rx.latencies.clear()
     rx.received = 0
     procs = pids(topo)
+    profilers = [
+        await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
+            "-r", "200", "-d", str(int(seconds)), "-p", str(procs[name]),
+            "-o", f"{profile_dir}/{name}-{int(rate)}.txt",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        for name in profile if name in procs
+    ]
     before = {n: cpu_s(p) for n, p in procs.items()}
     t_start = time.monotonic()
     total = int(rate * seconds)
@@ -129,6 +138,8 @@ async def step(topo: Topology, users: list[str], rx: Receivers, rate: float, sec
     await until(lambda: rx.received >= accepted, 10)
     elapsed = time.monotonic() - t_start
     after = {n: cpu_s(p) for n, p in procs.items()}
+    for prof in profilers:
+        await prof.wait()
     delivered = max(rx.received, 1)
     cpu_ms = {n: round((after[n] - before[n]) * 1000 / delivered, 3) for n in procs}
     server = sum(v for n, v in cpu_ms.items() if n != "loadgen")
@@ -162,7 +173,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         steps = []
         rng = random.Random(7)
         for rate in args.rates:
-            res = await step(topo, users, rx, rate, args.seconds, rng)
+            res = await step(topo, users, rx, rate, args.seconds, rng, args.profile,
+                             args.profile_dir)
             print(json.dumps({k: v for k, v in res.items() if k != "cpu_percent"}), flush=True)
             steps.append(res)
         gaps = sum(1 for s in rx.seqs.values() if s != list(range(s[0], s[0] + len(s))) if s)
@@ -182,6 +194,9 @@ def main() -> None:
                     default=[100.0, 300.0, 1000.0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--out", default="bench/results/hotpath.json")
+    ap.add_argument("--profile", type=lambda s: s.split(","), default=[],
+                    help="processes to sample with py-spy, e.g. sessions.app,gateway-gw-a.app")
+    ap.add_argument("--profile-dir", default="/tmp")
     args = ap.parse_args()
     result = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

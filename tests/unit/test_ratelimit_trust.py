@@ -1,5 +1,6 @@
 import pytest
 
+from actors.fast_dispatch import actor_call
 from gateway.dapr_trust import token_ok
 from gateway.ratelimit import TokenBucket
 
@@ -23,3 +24,21 @@ def test_bucket_allows_burst_then_refills() -> None:
 )
 def test_app_token_check(expected: str | None, presented: bytes | None, ok: bool) -> None:
     assert token_ok(expected, presented) is ok
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/actors/UserSession/u1/method/deliver", ("UserSession", "u1", "deliver")),
+        ("/actors/UserSession/a@b:c/method/attach", ("UserSession", "a@b:c", "attach")),
+        ("/actors/UserSession/u1/method/timer/t1", None),  # timers go through the SDK route
+        ("/actors/UserSession/u1/method/", None),
+        ("/actors/UserSession//method/deliver", None),
+        ("/actors/UserSession/u1/state/deliver", None),
+        ("/dapr/config", None),
+    ],
+)
+def test_actor_fast_path_matches_only_method_calls(
+    path: str, expected: tuple[str, str, str] | None
+) -> None:
+    assert actor_call(path) == expected
