@@ -17,7 +17,7 @@ from actors.wire import pack, unpack
 def _answer(reg: core.Registry, now: float) -> bytes:
     live = core.snapshot(reg, now)
     return pack({"live": sorted(live.replicas), "dead": sorted(core.dead(reg, now)),
-                 "as_of": live.as_of})
+                 "as_of": live.as_of, "urls": core.live_urls(reg, now)})
 
 
 class ReplicaRegistry(SingleKeyActor[core.Registry], ReplicaRegistryInterface):
@@ -32,7 +32,7 @@ class ReplicaRegistry(SingleKeyActor[core.Registry], ReplicaRegistryInterface):
         reg = await self._load()
         now = time.time()
         core.heartbeat(reg, _str(_get(req, "replica"), "replica"), now,
-                       _float(_get(req, "lease"), "lease"))
+                       _float(_get(req, "lease"), "lease"), _str(req.get("url", ""), "url"))
         await self._write(reg)
         return _answer(reg, now)
 

@@ -18,29 +18,41 @@ from actors.session_core import Liveness, _float, _map, _str
 @dataclass
 class Registry:
     leases: dict[str, float] = field(default_factory=dict)  # replica -> lease expiry
+    # replica -> where other replicas reach it for forwards (its internal base URL)
+    urls: dict[str, str] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"leases": dict(self.leases)}
+        return {"leases": dict(self.leases), "urls": dict(self.urls)}
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> Registry:
         leases = _map(d.get("leases") or {}, "leases")
-        return cls({_str(r, "replica"): _float(t, "lease") for r, t in leases.items()})
+        urls = _map(d.get("urls") or {}, "urls")
+        return cls({_str(r, "replica"): _float(t, "lease") for r, t in leases.items()},
+                   {_str(r, "replica"): _str(u, "url") for r, u in urls.items()})
 
 
 def snapshot(reg: Registry, now: float) -> Liveness:
     return Liveness(frozenset(r for r, t in reg.leases.items() if t > now), now)
 
 
-def heartbeat(reg: Registry, replica: str, now: float, lease_s: float) -> Liveness:
-    """Renew one replica's lease and forget long-dead ones; returns the live snapshot."""
+def heartbeat(reg: Registry, replica: str, now: float, lease_s: float, url: str = "") -> Liveness:
+    """Renew one replica's lease (and its address) and forget long-dead ones; returns the live
+    snapshot."""
     if not lease_s > 0:
         raise ValueError(f"lease must be > 0, got {lease_s!r}")
     reg.leases[replica] = now + lease_s
+    if url:
+        reg.urls[replica] = url
     # Dead replicas are kept for a while so callers can tell "dead" from "never seen".
     for r in [r for r, t in reg.leases.items() if t + 10 * lease_s <= now]:
         del reg.leases[r]
+        reg.urls.pop(r, None)
     return snapshot(reg, now)
+
+
+def live_urls(reg: Registry, now: float) -> dict[str, str]:
+    return {r: u for r, u in reg.urls.items() if reg.leases.get(r, 0.0) > now}
 
 
 def leave(reg: Registry, replica: str, now: float) -> Liveness:

@@ -13,14 +13,15 @@ from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
+from actors.wire import unpack
 from gateway import protocol
 from gateway.actor_client import ActorUnavailable
 from gateway.auth import AuthConfig
 from gateway.config import Settings
 from gateway.context import Context
 from gateway.dapr_trust import DaprTokenMiddleware
-from gateway.fanout import replica_topic
 from gateway.forwards import ForwardBatch
+from gateway.peers import FORWARD_PATH
 from gateway.topic_schema import (
     InvalidEvent,
     TaskEvent,
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
         await ctx.hub.drain(protocol.SERVER_SHUTDOWN)
         await ctx.hub.stop()
         await ctx.dapr.close()
+        await ctx.fanout.peers.close()
 
     app = FastAPI(title="tasksync gateway", lifespan=lifespan)
     app.state.ctx = ctx
@@ -78,15 +80,9 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
 
     @app.get("/dapr/subscribe")
     async def subscribe() -> list[dict[str, Any]]:
-        # task-updates is declared in components/subscription.yaml; the per-replica delivery
-        # topic carries this replica's id, so it is declared here.
-        return [
-            {
-                "pubsubname": settings.pubsub,
-                "topic": replica_topic(settings.replica_id),
-                "route": "/internal/dapr/replica",
-            }
-        ]
+        # task-updates is declared in components/subscription.yaml; forwards between replicas
+        # go straight from app to app (gateway/peers.py), so nothing else is subscribed.
+        return []
 
     @app.post("/internal/dapr/task-updates")
     async def task_updates(request: Request) -> dict[str, Any]:
@@ -135,16 +131,16 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
             statuses.append({"entryId": entry_id, "status": "SUCCESS" if ok else "RETRY"})
         return statuses
 
-    @app.post("/internal/dapr/replica")
-    async def replica_delivery(request: Request) -> dict[str, str]:
+    @app.post(FORWARD_PATH)
+    async def forward(request: Request) -> Response:
+        """A batch another replica forwards (token-checked like every /internal/ route)."""
         try:
-            envelope = json.loads(await request.body())
-            batch = ForwardBatch.from_wire(envelope["data"])
-        except (KeyError, TypeError, ValueError, RecursionError) as e:
-            log.warning("dropping malformed replica batch: %r", e)
-            return {"status": "DROP"}
+            batch = ForwardBatch.from_wire(unpack(await request.body()))
+        except (ValueError, TypeError) as e:
+            log.warning("refusing malformed forward batch: %r", e)
+            return JSONResponse({"error": "bad_batch", "message": str(e)[:200]}, status_code=400)
         ctx.fanout.receive_forward(batch)
-        return {"status": "SUCCESS"}
+        return Response(status_code=200)
 
     @app.get("/internal/stats")
     async def stats() -> dict[str, Any]:

@@ -53,10 +53,15 @@ class Settings:
         default_factory=lambda: _csv("TASKSYNC_ALLOWED_ORIGINS")
     )
 
+    # Where other replicas reach this one for forwards (its app port; a pod IP in Kubernetes).
+    advertise_url: str = field(
+        default_factory=lambda: _env(
+            "TASKSYNC_ADVERTISE_URL", f"http://127.0.0.1:{_env('APP_PORT', '8001')}"
+        )
+    )
+    app_api_token: str | None = field(default_factory=lambda: os.environ.get("APP_API_TOKEN"))
+
     @property
     def dapr_url(self) -> str:
         return f"http://127.0.0.1:{self.dapr_http_port}"
 
-    @property
-    def replica_topic(self) -> str:
-        return f"gateway-replica.{self.replica_id}"

@@ -8,6 +8,7 @@ from gateway.client_frames import FrameHandler
 from gateway.config import Settings
 from gateway.fanout import Fanout
 from gateway.hub import AttachRefused, Hub
+from gateway.peers import Peers
 from gateway.sessions import Sessions
 
 
@@ -33,6 +34,6 @@ class Context:
             dapr=dapr,
             sessions=sessions,
             hub=hub,
-            fanout=Fanout(settings, sessions, hub, dapr),
+            fanout=Fanout(settings, sessions, hub, Peers(settings.app_api_token)),
             frames=FrameHandler(sessions, auth),
         )

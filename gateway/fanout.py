@@ -15,20 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from actors.session_core import EventRecord, IncomingEvent
-from gateway.actor_client import ActorUnavailable, DaprClient
+from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
 from gateway.forwards import ForwardBatch, ForwardItem
 from gateway.hub import Hub
+from gateway.peers import Peers, PeerUnavailable
 from gateway.sessions import Sessions
 from gateway.topic_schema import TaskEvent
 
 log = logging.getLogger("gateway.fanout")
 
 DELIVER_CONCURRENCY = 64
-
-
-def replica_topic(replica: str) -> str:
-    return f"gateway-replica.{replica}"
 
 
 @dataclass
@@ -40,11 +37,11 @@ class _Pending:
 
 
 class Fanout:
-    def __init__(self, settings: Settings, sessions: Sessions, hub: Hub, dapr: DaprClient) -> None:
+    def __init__(self, settings: Settings, sessions: Sessions, hub: Hub, peers: Peers) -> None:
         self.settings = settings
         self.sessions = sessions
         self.hub = hub
-        self.dapr = dapr
+        self.peers = peers
         # Counters for /internal/stats (benchmarks report actor calls per event from them).
         self.actor_calls = 0
         self.events = 0
@@ -128,8 +125,10 @@ class Fanout:
 
     async def _forward(self, replica: str, items: list[ForwardItem]) -> None:
         self.forwards += 1
-        batch = ForwardBatch(self.settings.replica_id, items)
-        await self.dapr.publish(self.settings.pubsub, replica_topic(replica), batch.to_wire())
+        url = await self.hub.peer_url(replica)
+        if url is None:
+            raise PeerUnavailable(f"no address for replica {replica} in the registry")
+        await self.peers.send(url, ForwardBatch(self.settings.replica_id, items))
 
     def receive_forward(self, batch: ForwardBatch) -> None:
         for it in batch.items:

@@ -50,6 +50,8 @@ class Hub:
         # The last registry snapshot: attach and deliver pass it to the actor, which drops the
         # connections of dead replicas (judged by the same rule as everywhere: Liveness.holds).
         self.liveness: Liveness | None = None
+        self.peer_urls: dict[str, str] = {}  # live replica -> where forwards go
+        self._looked_up = 0.0  # monotonic time of the last on-demand registry lookup
         self._stale: dict[str, set[str]] = {}  # user -> routed conn ids this replica lacks
         self._last_beat: float | None = None  # monotonic time of the last renewed lease
 
@@ -266,7 +268,8 @@ class Hub:
     async def heartbeat(self) -> None:
         """Renew this replica's registry lease: O(1) calls per replica, whatever the load."""
         try:
-            self.liveness = await self.sessions.heartbeat(self.settings.lease_s)
+            view = await self.sessions.heartbeat(self.settings.lease_s, self.settings.advertise_url)
+            self.liveness, self.peer_urls = view.live, view.urls
         except ActorUnavailable as e:
             log.warning("registry heartbeat failed (retried in %.1f s): %s",
                         self.settings.lease_s / 3, e)
@@ -286,6 +289,21 @@ class Hub:
                 await self.sessions.presence_join(sorted(self.by_user))
             except ActorUnavailable as e:
                 log.warning("presence re-join after a lapse failed: %s", e)
+
+    async def peer_url(self, replica: str) -> str | None:
+        """Where to forward to `replica`. A replica newer than our snapshot is looked up at once
+        (at most once a second), so its first events don't wait for the next heartbeat."""
+        url = self.peer_urls.get(replica)
+        now = time.monotonic()
+        if url is None and now - self._looked_up >= 1.0:
+            self._looked_up = now
+            try:
+                view = await self.sessions.registry_snapshot()
+                self.liveness, self.peer_urls = view.live, view.urls
+            except ActorUnavailable as e:
+                log.warning("registry lookup for %s failed: %s", replica, e)
+            url = self.peer_urls.get(replica)
+        return url
 
     async def _reattach(self, conn: Connection) -> None:
         assert conn.cursor is not None

@@ -4,13 +4,16 @@ Requests and answers are the classes of actors/contract.py, shared with the acto
 malformed answer is a transient failure (ActorUnavailable), never a half-parsed dict.
 """
 
+from __future__ import annotations
+
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from actors import contract as c
 from actors.presence_core import SHARDS, shard_of
-from actors.session_core import Filters, IncomingEvent, Liveness, _float, _list, _str
+from actors.session_core import Filters, IncomingEvent, Liveness, _float, _list, _map, _str
 from gateway.actor_client import ActorUnavailable, DaprClient
 
 USER_SESSION = "UserSession"
@@ -86,20 +89,31 @@ class Sessions:
             users.update(str(u) for u in res.get("users", []))
         return sorted(users)
 
-    async def heartbeat(self, lease_s: float) -> Liveness:
-        """Renew this replica's lease; returns the live snapshot."""
+    async def heartbeat(self, lease_s: float, url: str) -> RegistryView:
+        """Renew this replica's lease (and advertise where peers reach it)."""
         res = await self.dapr.call(REGISTRY, "default", "heartbeat",
-                                   {"replica": self.replica, "lease": lease_s})
-        return _snapshot(res)
+                                   {"replica": self.replica, "lease": lease_s, "url": url})
+        return _view(res)
+
+    async def registry_snapshot(self) -> RegistryView:
+        return _view(await self.dapr.call(REGISTRY, "default", "snapshot", {}))
 
     async def leave_registry(self) -> None:
         await self.dapr.call(REGISTRY, "default", "leave", {"replica": self.replica})
 
 
-def _snapshot(res: dict[str, Any]) -> Liveness:
+@dataclass(frozen=True)
+class RegistryView:
+    live: Liveness
+    urls: dict[str, str]  # live replica -> its internal base URL
+
+
+def _view(res: dict[str, Any]) -> RegistryView:
     try:
-        return Liveness(frozenset(_str(r, "replica") for r in _list(res["live"], "live")),
+        live = Liveness(frozenset(_str(r, "replica") for r in _list(res["live"], "live")),
                         _float(res["as_of"], "as_of"))
+        urls = {_str(r, "replica"): _str(u, "url") for r, u in _map(res["urls"], "urls").items()}
+        return RegistryView(live, urls)
     except (KeyError, ValueError) as e:
         raise ActorUnavailable(f"registry: bad answer: {e}") from e
 

@@ -866,9 +866,10 @@ def forged_bodies(victim: str, conn_id: str, epoch: str) -> dict[str, bytes]:
                      "data": {"id": 666, "title": "pwned"}},
         }).encode(),
         # What another replica forwards: straight into the victim's connection.
-        "forward": json.dumps({"data": {"from": "gw-b", "event": injected, "items": [
-            {"user": victim, "conns": [conn_id], "epoch": epoch, "seq": 1}]}}).encode(),
-        "deliver": pack({"event": injected}),
+        "forward": pack({"from": "gw-b", "items": [
+            {"user": victim, "conns": [conn_id], "epoch": epoch,
+             "record": {**injected, "seq": 1, "ts": 0.0}}]}),
+        "deliver": pack({"events": [injected]}),
         "attach": pack({"conn": "forged", "replica": "gw-a", "device": "x", "since": None}),
         "empty": pack({}),
         "none": b"",
@@ -883,8 +884,8 @@ TRUST: list[tuple[str, str, str, str, str | None, str, int]] = [
     ("task-updates-empty-token", "gw-b", "POST", "/internal/dapr/task-updates", "", "event", 403),
     ("task-updates-app-to-daprd-token", "gw-a", "POST", "/internal/dapr/task-updates", "api",
      "event", 403),
-    ("replica-forward-no-token", "gw-a", "POST", "/internal/dapr/replica", None, "forward", 403),
-    ("replica-forward-wrong-token", "gw-a", "POST", "/internal/dapr/replica", "wrong", "forward",
+    ("replica-forward-no-token", "gw-a", "POST", "/internal/forward", None, "forward", 403),
+    ("replica-forward-wrong-token", "gw-a", "POST", "/internal/forward", "wrong", "forward",
      403),
     ("dapr-subscribe-no-token", "gw-a", "GET", "/dapr/subscribe", None, "none", 403),
     ("dapr-config-no-token", "gw-a", "GET", "/dapr/config", None, "none", 403),
