@@ -114,6 +114,8 @@ class Topology:
             DAPR_API_TOKEN=self.api_token,
             APP_API_TOKEN=self.app_token,
             PYTHONUNBUFFERED="1",
+            # The gateways trim consumed entries of the pub/sub streams (no count cap).
+            TASKSYNC_STREAM_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
         )
         env.setdefault("TASKSYNC_REPLICA_ID", a.name)
         return env

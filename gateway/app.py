@@ -1,5 +1,6 @@
 """The gateway FastAPI app: public transports plus Dapr callback routes behind the token check."""
 
+import asyncio
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
 from actors.wire import unpack
-from gateway import protocol
+from gateway import protocol, stream_trim
 from gateway.actor_client import ActorUnavailable
 from gateway.auth import AuthConfig
 from gateway.config import Settings
@@ -44,7 +45,14 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx.hub.start()
+        trimmer = None
+        if settings.stream_redis_url:
+            trimmer = asyncio.create_task(stream_trim.run(
+                settings.stream_redis_url, ["task-updates"], "task-updates-deadletter",
+                settings.stream_trim_s))
         yield
+        if trimmer is not None:
+            trimmer.cancel()
         await ctx.hub.drain(protocol.SERVER_SHUTDOWN)
         await ctx.hub.stop()
         await ctx.dapr.close()

@@ -60,6 +60,9 @@ class Settings:
         )
     )
     app_api_token: str | None = field(default_factory=lambda: os.environ.get("APP_API_TOKEN"))
+    # The pub/sub Redis, to trim consumed stream entries (gateway/stream_trim.py); unset = off.
+    stream_redis_url: str = field(default_factory=lambda: _env("TASKSYNC_STREAM_REDIS_URL", ""))
+    stream_trim_s: float = _float("TASKSYNC_STREAM_TRIM_SECONDS", "2")
 
     @property
     def dapr_url(self) -> str:
