@@ -12,26 +12,23 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgpack
 from dapr.actor import Actor
 
 from actors import contract as c
 from actors import session_core as core
+from actors import session_service as svc
 from actors import session_storage as storage
 from actors.interfaces import UserSessionInterface
+from actors.session_service import Session
 from actors.state_client import STATE
 from actors.wire import pack, unpack
 
 log = logging.getLogger("actors.session")
 
 TYPE_NAME = "UserSession"
-REPLAY_PAGE = 500  # events per attach/read answer; the gateway pages for more
-# daprd refuses bodies over 4 MiB (dapr-http-max-request-size): a page of large events stops early.
-REPLAY_BYTES = 1 << 20
 
 
 def _limits_from_env() -> core.Limits:
@@ -47,34 +44,12 @@ def _limits_from_env() -> core.Limits:
 LIMITS = _limits_from_env()
 
 
-class Session:
-    """The in-memory copy of one user's session: meta plus the retained records by seq."""
-
-    def __init__(self, meta: core.SessionMeta, records: dict[int, core.EventRecord]) -> None:
-        self.meta = meta
-        self.records = records
-
-    def page(self, first: int, last: int) -> list[core.EventRecord]:
-        """Records first..last, cut short after REPLAY_BYTES (always at least one)."""
-        out: list[core.EventRecord] = []
-        size = 0
-        for seq in range(first, last + 1):
-            rec = self.records[seq]
-            if out and size >= REPLAY_BYTES:
-                break
-            size += len(msgpack.packb(rec.data))
-            out.append(rec)
-        return out
-
-
 def _fresh(reason: str, user: str, keep_filters: core.Filters | None = None) -> Session:
-    # No usable log = it starts from nothing: a new epoch tells every client to resync.
-    meta = core.new_session(uuid.uuid4().hex[:16])
-    if keep_filters is not None:
-        meta.filters = keep_filters
+    session = Session.fresh(keep_filters)
     if reason:
-        log.warning("user %s: session log starts a new epoch %s: %s", user, meta.epoch, reason)
-    return Session(meta, {})
+        log.warning("user %s: session log starts a new epoch %s: %s",
+                    user, session.meta.epoch, reason)
+    return session
 
 
 class UserSession(Actor, UserSessionInterface):
@@ -103,11 +78,10 @@ class UserSession(Actor, UserSessionInterface):
         self._session = session
         return session
 
-    async def _commit(self, s: Session, appended: list[int], deleted: list[int]) -> None:
-        for seq in deleted:
-            s.records.pop(seq, None)
-        ops = storage.write_ops(s.meta, s.records, appended, deleted)
-        await STATE.transact(TYPE_NAME, self.id.id, ops)
+    async def _commit(self, s: Session, write: svc.Write | None) -> None:
+        if write is not None:
+            ops = storage.write_ops(s.meta, s.records, write.appended, write.deleted)
+            await STATE.transact(TYPE_NAME, self.id.id, ops)
 
     async def _turn(
         self,
@@ -123,92 +97,46 @@ class UserSession(Actor, UserSessionInterface):
 
     async def deliver(self, payload: bytes) -> bytes:
         async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
-            r = c.DeliverRequest.from_wire(req)
-            now = time.time()
-            results: list[c.Delivered] = []
-            appended: list[int] = []
-            deleted: list[int] = []
-            # Connections of replicas the caller's snapshot shows dead get no route (and are
-            # persisted gone with this turn's write, if it has one).
-            core.forget_dead(s.meta, r.live, LIMITS)
-            for ev in r.events:
-                res = core.deliver(s.meta, ev, now, LIMITS)
-                if res.record is not None:
-                    s.records[res.record.seq] = res.record
-                    appended.append(res.record.seq)
-                deleted += res.delete
-                seq = res.seq if res.status == "appended" or res.routes else 0
-                results.append(c.Delivered(res.status, seq))
-            if appended or deleted:
-                await self._commit(s, appended, deleted)
-            routes = core.routes(s.meta)
-            return c.DeliverAnswer(s.meta.epoch, results, routes).to_wire()
+            answer, write = svc.deliver(s, c.DeliverRequest.from_wire(req), time.time(), LIMITS)
+            await self._commit(s, write)
+            return answer.to_wire()
 
         return await self._turn(payload, body)
 
     async def attach(self, payload: bytes) -> bytes:
         async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
-            r = c.AttachRequest.from_wire(req)
-            since = core.Position.parse(r.since) if r.since else None
-            res = core.attach(
-                s.meta, r.conn, r.replica, r.device, since, time.time(), LIMITS, r.live
-            )
-            answer = c.AttachAnswer(
-                res.outcome, res.epoch, res.head, res.start, res.resumed, res.reason
-            )
-            if res.outcome == "too_many_connections":
-                return answer.to_wire()
-            events: list[core.EventRecord] = []
-            if res.outcome == "ok" and res.replay_from <= res.head:
-                events = s.page(res.replay_from, min(res.head, res.replay_from + REPLAY_PAGE - 1))
-            await self._commit(s, [], [])
-            more = bool(events) and events[-1].seq < res.head
-            return c.AttachAnswer(
-                res.outcome, res.epoch, res.head, res.start, res.resumed, res.reason,
-                events, more,
-            ).to_wire()
+            answer, write = svc.attach(s, c.AttachRequest.from_wire(req), time.time(), LIMITS)
+            await self._commit(s, write)
+            return answer.to_wire()
 
         return await self._turn(payload, body)
 
     async def read(self, payload: bytes) -> bytes:
         async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
-            r = c.ReadRequest.from_wire(req)
-            meta = s.meta
-            rng = core.read_range(meta, r.after, max(1, min(r.limit, REPLAY_PAGE)))
-            if r.epoch != meta.epoch or rng is None:
-                return c.ReadAnswer(True, meta.epoch, meta.head).to_wire()
-            first, last = rng
-            events = s.page(first, last) if first <= last else []
-            return c.ReadAnswer(False, meta.epoch, meta.head, events).to_wire()
+            return svc.read(s, c.ReadRequest.from_wire(req)).to_wire()
 
         return await self._turn(payload, body)
 
     async def detach(self, payload: bytes) -> bytes:
         async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
-            conns = c.DetachRequest.from_wire(req).conns
-            if any(cid in s.meta.conns for cid in conns):
-                for cid in conns:
-                    core.detach(s.meta, cid)
-                await self._commit(s, [], [])
+            await self._commit(s, svc.detach(s, c.DetachRequest.from_wire(req)))
             return {"ok": True}
 
         return await self._turn(payload, body)
 
     async def ack(self, payload: bytes) -> bytes:
         async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
-            r = c.AckRequest.from_wire(req)
-            deleted = core.ack(s.meta, r.device, r.seq, time.time(), LIMITS)
-            await self._commit(s, [], deleted)
-            return c.AckAnswer(s.meta.tail, s.meta.head).to_wire()
+            answer, write = svc.ack(s, c.AckRequest.from_wire(req), time.time(), LIMITS)
+            await self._commit(s, write)
+            return answer.to_wire()
 
         return await self._turn(payload, body)
 
     async def set_filters(self, payload: bytes) -> bytes:
         async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
-            msg = c.FiltersMessage.from_wire(req)
-            core.set_filters(s.meta, msg.filters)
-            await self._commit(s, [], [])
-            return msg.to_wire()
+            answer, write = svc.set_filters(s, c.FiltersMessage.from_wire(req))
+            await self._commit(s, write)
+            return answer.to_wire()
 
         return await self._turn(payload, body)
 

@@ -9,7 +9,7 @@ from gateway import protocol
 from gateway.actor_client import ActorUnavailable
 from gateway.auth import AuthConfig, AuthError, verify
 from gateway.connection import Connection
-from gateway.sessions import Sessions
+from gateway.sessions import SessionsPort
 
 log = logging.getLogger("gateway.frames")
 
@@ -22,7 +22,7 @@ def filters_from_spec(spec: protocol.FilterSpec) -> Filters:
 
 
 class FrameHandler:
-    def __init__(self, sessions: Sessions, auth: AuthConfig) -> None:
+    def __init__(self, sessions: SessionsPort, auth: AuthConfig) -> None:
         self.sessions = sessions
         self.auth = auth
 

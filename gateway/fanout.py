@@ -20,7 +20,7 @@ from gateway.config import Settings
 from gateway.forwards import ForwardBatch, ForwardItem
 from gateway.hub import Hub
 from gateway.peers import Peers, PeerUnavailable
-from gateway.sessions import Sessions
+from gateway.sessions import SessionsPort
 from gateway.topic_schema import TaskEvent
 
 log = logging.getLogger("gateway.fanout")
@@ -37,7 +37,7 @@ class _Pending:
 
 
 class Fanout:
-    def __init__(self, settings: Settings, sessions: Sessions, hub: Hub, peers: Peers) -> None:
+    def __init__(self, settings: Settings, sessions: SessionsPort, hub: Hub, peers: Peers) -> None:
         self.settings = settings
         self.sessions = sessions
         self.hub = hub

@@ -21,7 +21,7 @@ from gateway import protocol
 from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
 from gateway.connection import Connection
-from gateway.sessions import Sessions
+from gateway.sessions import SessionsPort
 
 log = logging.getLogger("gateway.hub")
 ACTOR_CONCURRENCY = 32  # periodic actor calls in flight at once
@@ -38,7 +38,7 @@ class AttachRefused(Exception):
 
 
 class Hub:
-    def __init__(self, settings: Settings, sessions: Sessions) -> None:
+    def __init__(self, settings: Settings, sessions: SessionsPort) -> None:
         self.settings = settings
         self.sessions = sessions
         self.conns: dict[str, Connection] = {}

@@ -1,0 +1,127 @@
+"""One turn of every UserSession method, on the in-memory session, without I/O.
+
+The actor shell (session_actor.py) and the in-memory backend used by the gateway's in-process
+tests (gateway/sessions_memory.py) run exactly these functions, so both backends answer alike.
+Each turn returns the answer and what the shell must persist: a `Write` (appended and trimmed
+seqs) or None when nothing changed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import msgpack
+
+from actors import contract as c
+from actors import session_core as core
+
+REPLAY_PAGE = 500  # events per attach/read answer; the gateway pages for more
+# daprd refuses bodies over 4 MiB (dapr-http-max-request-size): a page of large events stops early.
+REPLAY_BYTES = 1 << 20
+
+
+@dataclass
+class Write:
+    appended: list[int] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+
+
+class Session:
+    """The in-memory copy of one user's session: meta plus the retained records by seq."""
+
+    def __init__(self, meta: core.SessionMeta, records: dict[int, core.EventRecord]) -> None:
+        self.meta = meta
+        self.records = records
+
+    @staticmethod
+    def fresh(filters: core.Filters | None = None) -> Session:
+        # No usable log = it starts from nothing: a new epoch tells every client to resync.
+        meta = core.new_session(uuid.uuid4().hex[:16])
+        if filters is not None:
+            meta.filters = filters
+        return Session(meta, {})
+
+    def page(self, first: int, last: int) -> list[core.EventRecord]:
+        """Records first..last, cut short after REPLAY_BYTES (always at least one)."""
+        out: list[core.EventRecord] = []
+        size = 0
+        for seq in range(first, last + 1):
+            rec = self.records[seq]
+            if out and size >= REPLAY_BYTES:
+                break
+            size += len(msgpack.packb(rec.data))
+            out.append(rec)
+        return out
+
+    def drop(self, deleted: list[int]) -> None:
+        for seq in deleted:
+            self.records.pop(seq, None)
+
+
+def deliver(s: Session, r: c.DeliverRequest, now: float, limits: core.Limits
+            ) -> tuple[c.DeliverAnswer, Write | None]:
+    """Every event of the batch in order, in one turn: one write for all of them."""
+    write = Write()
+    # Connections of replicas the caller's snapshot shows dead get no route (persisted gone with
+    # this turn's write, if it has one).
+    core.forget_dead(s.meta, r.live, limits)
+    results: list[c.Delivered] = []
+    for ev in r.events:
+        res = core.deliver(s.meta, ev, now, limits)
+        if res.record is not None:
+            s.records[res.record.seq] = res.record
+            write.appended.append(res.record.seq)
+        write.deleted += res.delete
+        # A duplicate is routed again only while retained (its routes say so).
+        seq = res.seq if res.status == "appended" or res.routes else 0
+        results.append(c.Delivered(res.status, seq))
+    s.drop(write.deleted)
+    answer = c.DeliverAnswer(s.meta.epoch, results, core.routes(s.meta))
+    return answer, (write if write.appended or write.deleted else None)
+
+
+def attach(s: Session, r: c.AttachRequest, now: float, limits: core.Limits
+           ) -> tuple[c.AttachAnswer, Write | None]:
+    since = core.Position.parse(r.since) if r.since else None
+    res = core.attach(s.meta, r.conn, r.replica, r.device, since, now, limits, r.live)
+    if res.outcome == "too_many_connections":
+        return c.AttachAnswer(res.outcome, res.epoch, res.head, res.start, res.resumed,
+                              res.reason), None
+    events: list[core.EventRecord] = []
+    if res.outcome == "ok" and res.replay_from <= res.head:
+        events = s.page(res.replay_from, min(res.head, res.replay_from + REPLAY_PAGE - 1))
+    more = bool(events) and events[-1].seq < res.head
+    answer = c.AttachAnswer(res.outcome, res.epoch, res.head, res.start, res.resumed,
+                            res.reason, events, more)
+    return answer, Write()
+
+
+def read(s: Session, r: c.ReadRequest) -> c.ReadAnswer:
+    meta = s.meta
+    rng = core.read_range(meta, r.after, max(1, min(r.limit, REPLAY_PAGE)))
+    if r.epoch != meta.epoch or rng is None:
+        return c.ReadAnswer(True, meta.epoch, meta.head)
+    first, last = rng
+    events = s.page(first, last) if first <= last else []
+    return c.ReadAnswer(False, meta.epoch, meta.head, events)
+
+
+def detach(s: Session, r: c.DetachRequest) -> Write | None:
+    if not any(cid in s.meta.conns for cid in r.conns):
+        return None
+    for cid in r.conns:
+        core.detach(s.meta, cid)
+    return Write()
+
+
+def ack(s: Session, r: c.AckRequest, now: float, limits: core.Limits
+        ) -> tuple[c.AckAnswer, Write]:
+    deleted = core.ack(s.meta, r.device, r.seq, now, limits)
+    s.drop(deleted)
+    return c.AckAnswer(s.meta.tail, s.meta.head), Write(deleted=deleted)
+
+
+def set_filters(s: Session, r: c.FiltersMessage) -> tuple[c.FiltersMessage, Write]:
+    core.set_filters(s.meta, r.filters)
+    return r, Write()

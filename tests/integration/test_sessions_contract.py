@@ -1,0 +1,100 @@
+"""One contract suite, two backends: the UserSession actors through real daprd, and the in-memory
+backend the gateway's in-process tests use. Both must answer every call alike."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from actors.session_core import Filters, IncomingEvent, Liveness
+from devtools.topology import Topology
+from gateway.actor_client import DaprClient
+from gateway.sessions import Sessions, SessionsPort
+from gateway.sessions_memory import MemorySessions
+
+REPLICA = "gw-contract"
+
+
+@pytest_asyncio.fixture(params=["memory", "dapr"], loop_scope="session")
+async def port(request: pytest.FixtureRequest, topo: Topology) -> AsyncIterator[SessionsPort]:
+    if request.param == "memory":
+        yield MemorySessions(REPLICA)
+        return
+    gw = topo.apps["gateway-gw-a"]
+    dapr = DaprClient(f"http://127.0.0.1:{gw.http_port}", topo.api_token)
+    yield Sessions(dapr, REPLICA)
+    await dapr.close()
+
+
+def user() -> str:
+    return f"contract-{uuid.uuid4().hex[:8]}"
+
+
+def ev(eid: str, type_: str = "task_updated", task: str = "t1") -> IncomingEvent:
+    return IncomingEvent(eid, type_, {"title": eid, "when": "2024-01-02-abc"}, task, None)
+
+
+async def test_deliver_batch_keeps_order_and_dedupes(port: SessionsPort) -> None:
+    u = user()
+    conn = await port.attach(u, f"{REPLICA}.c1", "d1", None, None)
+    a = await port.deliver(u, [ev("a"), ev("b"), ev("a"), ev("c")], None)
+    assert [(r.status, r.seq) for r in a.results] == [
+        ("appended", 1), ("appended", 2), ("duplicate", 1), ("appended", 3)]
+    assert a.epoch == conn.epoch and a.routes == {REPLICA: [f"{REPLICA}.c1"]}
+    again = await port.deliver(u, [ev("b")], None)
+    assert [(r.status, r.seq) for r in again.results] == [("duplicate", 2)]
+
+
+async def test_attach_replays_and_refuses_unusable_positions(port: SessionsPort) -> None:
+    u = user()
+    first = await port.attach(u, f"{REPLICA}.c1", "d1", None, None)
+    await port.deliver(u, [ev(f"e{i}") for i in range(5)], None)
+    res = await port.attach(u, f"{REPLICA}.c2", "d2", f"{first.epoch}:2", None)
+    assert (res.outcome, res.start, res.resumed, res.more) == ("ok", 2, True, False)
+    assert [e.seq for e in res.events] == [3, 4, 5]
+    assert res.events[0].data == {"title": "e2", "when": "2024-01-02-abc"}  # no date guessing
+    for since, reason in ((f"{first.epoch}:9", "ahead_of_log"), ("otherepoch:1", "epoch_mismatch")):
+        bad = await port.attach(u, f"{REPLICA}.c3", "d3", since, None)
+        assert (bad.outcome, bad.reason, bad.start) == ("resync", reason, 5)
+
+
+async def test_read_pages_ack_trims_and_filters_apply(port: SessionsPort) -> None:
+    u = user()
+    att = await port.attach(u, f"{REPLICA}.c1", "d1", None, None)
+    await port.deliver(u, [ev(f"e{i}") for i in range(6)], None)
+    page = await port.read(u, att.epoch, 2, limit=3)
+    assert (page.resync, [e.seq for e in page.events]) == (False, [3, 4, 5])
+    assert (await port.read(u, "otherepoch", 0)).resync is True
+    acked = await port.ack(u, "d1", 4)
+    assert (acked.tail, acked.head) == (5, 6)
+    stored = await port.set_filters(u, Filters(types=frozenset({"task_deleted"})))
+    assert stored.types == frozenset({"task_deleted"})
+    res = await port.deliver(u, [ev("x"), ev("y", "task_deleted")], None)
+    assert [(r.status, r.seq) for r in res.results] == [("filtered", 0), ("appended", 7)]
+
+
+async def test_detach_and_dead_replicas_leave_the_routes(port: SessionsPort) -> None:
+    u = user()
+    await port.attach(u, f"{REPLICA}.c1", "d1", None, None)
+    await port.attach(u, f"{REPLICA}.c2", "d2", None, None)
+    await port.detach(u, [f"{REPLICA}.c1"])
+    res = await port.deliver(u, [ev("a")], None)
+    assert res.routes == {REPLICA: [f"{REPLICA}.c2"]}
+    # A snapshot taken long after the attach, without this replica: its routes are gone.
+    gone = await port.deliver(u, [ev("b")], Liveness(frozenset({"other"}), 4e9))
+    assert gone.routes == {} and gone.results[0].seq == 2
+
+
+async def test_presence_and_registry(port: SessionsPort) -> None:
+    u = user()
+    await port.presence_join([u])
+    view = await port.heartbeat(15.0, "http://127.0.0.1:1")
+    assert REPLICA in view.live.replicas and view.urls[REPLICA] == "http://127.0.0.1:1"
+    assert u in await port.connected_users(view.live)
+    await port.presence_leave([u])
+    assert u not in await port.connected_users(view.live)
+    await port.leave_registry()
+    assert REPLICA not in (await port.registry_snapshot()).live.replicas

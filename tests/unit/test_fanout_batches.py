@@ -1,0 +1,157 @@
+"""Fan-out of topic batches in-process (Hub + Fanout on the in-memory sessions backend): order per
+user, dedupe, one actor call per user per batch, one forward per replica per batch, and a failed
+item retried alone without a duplicate reaching a client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from actors.session_core import Limits
+from gateway.config import Settings
+from gateway.connection import Connection
+from gateway.fanout import Fanout
+from gateway.forwards import ForwardBatch
+from gateway.hub import Hub
+from gateway.peers import PeerUnavailable
+from gateway.sessions_memory import MemorySessions, World
+from gateway.topic_schema import TaskEvent
+
+
+class LoopbackPeers:
+    """Forwards handed straight to the other replica's Fanout (no network)."""
+
+    def __init__(self) -> None:
+        self.fanouts: dict[str, Fanout] = {}
+        self.down: set[str] = set()
+        self.sent: list[tuple[str, int]] = []  # (url, items)
+
+    async def send(self, base_url: str, batch: ForwardBatch) -> None:
+        if base_url in self.down:
+            raise PeerUnavailable(f"{base_url} is down")
+        self.sent.append((base_url, len(batch.items)))
+        self.fanouts[base_url].receive_forward(batch)
+
+    async def close(self) -> None:
+        pass
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.world = World(Limits(max_events=500))
+        self.peers = LoopbackPeers()
+        self.hubs: dict[str, Hub] = {}
+        self.fanouts: dict[str, Fanout] = {}
+        for r in ("gw-a", "gw-b"):
+            settings = Settings(replica_id=r, advertise_url=f"mem://{r}")
+            sessions = MemorySessions(r, self.world)
+            hub = Hub(settings, sessions)
+            fanout = Fanout(settings, sessions, hub, self.peers)  # type: ignore[arg-type]
+            self.hubs[r], self.fanouts[r] = hub, fanout
+            self.peers.fanouts[f"mem://{r}"] = fanout
+
+    async def start(self) -> None:
+        for hub in self.hubs.values():
+            await hub.heartbeat()
+        for hub in self.hubs.values():
+            await hub.heartbeat()  # everyone sees everyone
+
+    async def connect(self, replica: str, user: str) -> Connection:
+        hub = self.hubs[replica]
+        conn = hub.new_connection(user, f"dev-{user}-{replica}", "websocket", 1e12)
+        page = await hub.register(conn, None)
+        await hub.replay(conn, page)
+        return conn
+
+
+def frames(conn: Connection) -> list[dict[str, Any]]:
+    out = []
+    while not conn.queue.empty():
+        frame, _ = conn.queue.get_nowait()
+        if "seq" in frame and "data" in frame:
+            out.append(frame)
+    return out
+
+
+def ev(n: int, user: str, eid: str | None = None) -> TaskEvent:
+    return TaskEvent(eid or f"e{n}", "task_updated", {"id": n}, str(n), None, (user,))
+
+
+@pytest.fixture
+async def cluster() -> Cluster:
+    c = Cluster()
+    await c.start()
+    return c
+
+
+async def test_one_call_per_user_and_order_kept(cluster: Cluster) -> None:
+    a = await cluster.connect("gw-a", "alice")
+    b = await cluster.connect("gw-b", "bob")
+    frames(a), frames(b)
+    batch = [ev(1, "alice"), ev(2, "bob"), ev(3, "alice"), ev(4, "alice"), ev(5, "bob")]
+    cluster.world.calls.clear()
+    assert await cluster.fanouts["gw-a"].handle_batch(batch) == [True] * 5
+    delivers = [c for c in cluster.world.calls if c[1] == "deliver"]
+    assert sorted(delivers) == [("alice", "deliver"), ("bob", "deliver")]
+    assert [(f["seq"], f["id"]) for f in frames(a)] == [(1, "e1"), (2, "e3"), (3, "e4")]
+    assert [(f["seq"], f["id"]) for f in frames(b)] == [(1, "e2"), (2, "e5")]
+    # bob lives on gw-b: exactly one forward for the whole batch, carrying both of his events.
+    assert cluster.peers.sent == [("mem://gw-b", 2)]
+
+
+async def test_duplicates_in_a_batch_and_redelivered_batches_reach_no_client_twice(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.connect("gw-a", "alice")
+    frames(a)
+    batch = [ev(1, "alice"), ev(1, "alice"), ev(2, "alice")]
+    assert await cluster.fanouts["gw-b"].handle_batch(batch) == [True] * 3
+    assert await cluster.fanouts["gw-a"].handle_batch(batch) == [True] * 3  # redelivered
+    assert [(f["seq"], f["id"]) for f in frames(a)] == [(1, "e1"), (2, "e2")]
+
+
+async def test_a_failed_item_is_retried_alone_without_duplicates(cluster: Cluster) -> None:
+    a = await cluster.connect("gw-a", "alice")
+    b = await cluster.connect("gw-a", "bob")
+    frames(a), frames(b)
+    cluster.world.fail("bob", "deliver")
+    batch = [ev(1, "alice"), ev(2, "bob"), ev(3, "alice")]
+    assert await cluster.fanouts["gw-a"].handle_batch(batch) == [True, False, True]
+    assert [f["id"] for f in frames(a)] == ["e1", "e3"]
+    assert frames(b) == []
+    # Dapr redelivers only the failed entry.
+    assert await cluster.fanouts["gw-a"].handle_batch([batch[1]]) == [True]
+    assert [(f["seq"], f["id"]) for f in frames(b)] == [(1, "e2")]
+    assert frames(a) == []
+
+
+async def test_failed_forward_retries_only_its_messages_and_the_retry_is_not_doubled(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.connect("gw-a", "alice")
+    b = await cluster.connect("gw-b", "bob")
+    frames(a), frames(b)
+    cluster.peers.down.add("mem://gw-b")
+    batch = [ev(1, "alice"), ev(2, "bob")]
+    assert await cluster.fanouts["gw-a"].handle_batch(batch) == [True, False]
+    cluster.peers.down.clear()
+    assert await cluster.fanouts["gw-a"].handle_batch([batch[1]]) == [True]
+    assert [(f["seq"], f["id"]) for f in frames(b)] == [(1, "e2")]
+    assert [f["id"] for f in frames(a)] == ["e1"]
+
+
+async def test_a_user_on_both_replicas_gets_each_event_once_on_each(cluster: Cluster) -> None:
+    a1 = await cluster.connect("gw-a", "carol")
+    a2 = await cluster.connect("gw-b", "carol")
+    frames(a1), frames(a2)
+    # Two batches consumed by different replicas, concurrently.
+    await asyncio.gather(
+        cluster.fanouts["gw-a"].handle_batch([ev(1, "carol"), ev(3, "carol")]),
+        cluster.fanouts["gw-b"].handle_batch([ev(2, "carol")]),
+    )
+    for conn in (a1, a2):
+        got = frames(conn)
+        assert [f["seq"] for f in got] == [1, 2, 3]
+        assert len({f["id"] for f in got}) == 3
