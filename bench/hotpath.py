@@ -177,7 +177,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                              args.profile_dir)
             print(json.dumps({k: v for k, v in res.items() if k != "cpu_percent"}), flush=True)
             steps.append(res)
-        gaps = sum(1 for s in rx.seqs.values() if s != list(range(s[0], s[0] + len(s))) if s)
+        gaps = sum(1 for s in rx.seqs.values() if s and s != list(range(s[0], s[0] + len(s))))
         stop.set()
         await asyncio.gather(*clients, return_exceptions=True)
         return {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -19,6 +19,7 @@ from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
 from gateway.forwards import ForwardBatch, ForwardItem
 from gateway.hub import Hub
+from gateway.outbox import Outbox
 from gateway.peers import Peers, PeerUnavailable
 from gateway.sessions import SessionsPort
 from gateway.topic_schema import TaskEvent
@@ -42,6 +43,7 @@ class Fanout:
         self.sessions = sessions
         self.hub = hub
         self.peers = peers
+        self._outboxes: dict[str, Outbox] = {}
         # Counters for /internal/stats (benchmarks report actor calls per event from them).
         self.actor_calls = 0
         self.events = 0
@@ -75,8 +77,9 @@ class Fanout:
                 p.events.append(item)
                 p.sources.append(i)
 
-        forwards: dict[str, list[ForwardItem]] = {}
-        sources_of: dict[str, set[int]] = {}
+        # Forwards leave as soon as a user's answer is in (batched per replica by the outbox),
+        # not after the slowest actor call of the batch.
+        forwarded: list[tuple[int, asyncio.Future[None]]] = []
         sem = asyncio.Semaphore(DELIVER_CONCURRENCY)
         now = time.time()
 
@@ -99,25 +102,30 @@ class Fanout:
                     if replica == self.settings.replica_id:
                         self.hub.deliver_local(user, conns, answer.epoch, record)
                     else:
-                        forwards.setdefault(replica, []).append(
-                            ForwardItem(user, conns, answer.epoch, record)
-                        )
-                        sources_of.setdefault(replica, set()).add(src)
+                        item = ForwardItem(user, conns, answer.epoch, record)
+                        forwarded.append((src, self._outbox(replica).add(item)))
 
         await asyncio.gather(*(one(u, p) for u, p in pending.items()))
-        # Forwards after every actor answer: one message per destination replica.
-        sent = await asyncio.gather(
-            *(self._forward(replica, items) for replica, items in forwards.items()),
-            return_exceptions=True,
-        )
-        for replica, result in zip(forwards, sent, strict=True):
+        sent = await asyncio.gather(*(f for _, f in forwarded), return_exceptions=True)
+        failed = 0
+        for (src, _), result in zip(forwarded, sent, strict=True):
             if isinstance(result, ActorUnavailable):
-                log.warning("forward to %s failed (its messages are retried): %s", replica, result)
-                for i in sources_of[replica]:
-                    ok[i] = False
+                ok[src] = False
+                failed += 1
             elif isinstance(result, BaseException):
                 raise result  # a bug: let it surface with its traceback
+        if failed:
+            log.warning("%d forwards failed: their messages are retried", failed)
         return ok
+
+    def _outbox(self, replica: str) -> Outbox:
+        box = self._outboxes.get(replica)
+        if box is None:
+            async def send(items: list[ForwardItem]) -> None:
+                await self._forward(replica, items)
+
+            box = self._outboxes[replica] = Outbox(send)
+        return box
 
     async def _everyone(self) -> list[str]:
         self.actor_calls += 8

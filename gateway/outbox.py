@@ -1,0 +1,61 @@
+"""Forwards to one replica, batched without waiting: Nagle for the forward channel.
+
+Items added in the same event-loop turn go out together; while a batch is in flight, new items
+wait and leave together as soon as it completes. An idle channel adds no delay, a busy one sends
+bigger batches. Each `add` returns a future for the outcome of the batch that carried the item,
+so the topic message behind it is acknowledged only once its forward landed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from gateway.forwards import ForwardItem
+
+Send = Callable[[list[ForwardItem]], Awaitable[None]]
+
+
+class Outbox:
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._items: list[ForwardItem] = []
+        self._futures: list[asyncio.Future[None]] = []
+        self._scheduled = False
+        self._in_flight = False
+        self.batches = 0  # sent so far (tests and stats)
+
+    def add(self, item: ForwardItem) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._items.append(item)
+        self._futures.append(fut)
+        if not self._scheduled and not self._in_flight:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if not self._items:
+            return
+        items, futures = self._items, self._futures
+        self._items, self._futures = [], []
+        self._in_flight = True
+        self.batches += 1
+        task = asyncio.ensure_future(self._send(items))
+        task.add_done_callback(lambda t: self._done(t, futures))
+
+    def _done(self, task: asyncio.Future[None], futures: list[asyncio.Future[None]]) -> None:
+        self._in_flight = False
+        exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        for fut in futures:
+            if fut.done():
+                continue
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+        if self._items and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)

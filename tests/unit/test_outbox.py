@@ -1,0 +1,51 @@
+"""The forward outbox (gateway/outbox.py): no added delay when idle, bigger batches when busy, and
+each item learns the outcome of exactly the batch that carried it."""
+
+import asyncio
+
+import pytest
+
+from actors.session_core import EventRecord
+from gateway.forwards import ForwardItem
+from gateway.outbox import Outbox
+
+
+def item(n: int) -> ForwardItem:
+    return ForwardItem("u", ["c"], "ep", EventRecord(n, f"e{n}", "task_updated", {}, None, None, 0))
+
+
+async def test_items_of_one_turn_go_together_and_later_ones_wait_for_the_flight() -> None:
+    gate = asyncio.Event()
+    sent: list[list[int]] = []
+
+    async def send(items: list[ForwardItem]) -> None:
+        sent.append([i.record.seq for i in items])
+        await gate.wait()
+
+    box = Outbox(send)
+    first = [box.add(item(1)), box.add(item(2))]
+    await asyncio.sleep(0)  # one loop turn: the first batch leaves
+    later = [box.add(item(3)), box.add(item(4))]
+    await asyncio.sleep(0.01)
+    assert sent == [[1, 2]]  # 3 and 4 wait while [1, 2] is in flight
+    gate.set()
+    await asyncio.gather(*first, *later)
+    assert sent == [[1, 2], [3, 4]] and box.batches == 2
+
+
+async def test_a_failed_batch_fails_only_its_own_items() -> None:
+    calls = 0
+
+    async def send(items: list[ForwardItem]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("peer down")
+
+    box = Outbox(send)
+    a = box.add(item(1))
+    with pytest.raises(ConnectionError):
+        await a
+    b = box.add(item(2))
+    await b
+    assert calls == 2
