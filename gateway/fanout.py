@@ -43,7 +43,7 @@ class Fanout:
         self.sessions = sessions
         self.hub = hub
         self.peers = peers
-        self._outboxes: dict[str, Outbox] = {}
+        self._outboxes: dict[str, Outbox[ForwardItem]] = {}
         # Counters for /internal/stats (benchmarks report actor calls per event from them).
         self.actor_calls = 0
         self.events = 0
@@ -118,13 +118,13 @@ class Fanout:
             log.warning("%d forwards failed: their messages are retried", failed)
         return ok
 
-    def _outbox(self, replica: str) -> Outbox:
+    def _outbox(self, replica: str) -> Outbox[ForwardItem]:
         box = self._outboxes.get(replica)
         if box is None:
             async def send(items: list[ForwardItem]) -> None:
                 await self._forward(replica, items)
 
-            box = self._outboxes[replica] = Outbox(send)
+            box = self._outboxes[replica] = Outbox[ForwardItem](send)
         return box
 
     async def _everyone(self) -> list[str]:

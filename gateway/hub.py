@@ -21,6 +21,7 @@ from gateway import protocol
 from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
 from gateway.connection import Connection
+from gateway.outbox import Outbox
 from gateway.sessions import SessionsPort
 
 log = logging.getLogger("gateway.hub")
@@ -54,6 +55,8 @@ class Hub:
         self._looked_up = 0.0  # monotonic time of the last on-demand registry lookup
         self._stale: dict[str, set[str]] = {}  # user -> routed conn ids this replica lacks
         self._last_beat: float | None = None  # monotonic time of the last renewed lease
+        # Presence joins/leaves of concurrent connects share calls (connect rate).
+        self._presence = Outbox[tuple[str, str]](self._presence_change)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -101,9 +104,24 @@ class Hub:
         self.by_user.setdefault(user, set()).add(conn.conn_id)
         return conn
 
+    async def _presence_change(self, changes: list[tuple[str, str]]) -> None:
+        """Joins and leaves of many connections in a few calls, applied in the order they
+        happened (a quick leave-then-join of one user must end joined)."""
+        run: list[str] = []
+        op = ""
+        for kind, user in [*changes, ("", "")]:
+            if kind != op and run:
+                if op == "join":
+                    await self.sessions.presence_join(run)
+                else:
+                    await self.sessions.presence_leave(run)
+                run = []
+            op = kind
+            run.append(user)
+
     async def _presence_join(self, user: str) -> None:
         try:
-            await self.sessions.presence_join([user])
+            await self._presence.add(("join", user))
         except ActorUnavailable as e:
             # Broadcasts then miss this user until a later connection of theirs joins again.
             log.warning("presence join %s failed: %s", user, e)
@@ -193,7 +211,7 @@ class Hub:
             await self._flush_ack(conn)
             await self.sessions.detach(conn.user, [conn.conn_id])
             if last:
-                await self.sessions.presence_leave([conn.user])
+                await self._presence.add(("leave", conn.user))
         except ActorUnavailable as e:
             log.info("detach of %s left to lease expiry: %s", conn.conn_id, e)
 

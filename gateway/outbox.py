@@ -1,4 +1,4 @@
-"""Forwards to one replica, batched without waiting: Nagle for the forward channel.
+"""Calls batched without waiting (Nagle): forwards to one replica, presence changes.
 
 Items added in the same event-loop turn go out together; while a batch is in flight, new items
 wait and leave together as soon as it completes. An idle channel adds no delay, a busy one sends
@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
-from gateway.forwards import ForwardItem
-
-Send = Callable[[list[ForwardItem]], Awaitable[None]]
+T = TypeVar("T")
 
 
-class Outbox:
-    def __init__(self, send: Send) -> None:
+class Outbox(Generic[T]):
+    def __init__(self, send: Callable[[list[T]], Awaitable[None]]) -> None:
         self._send = send
-        self._items: list[ForwardItem] = []
+        self._items: list[T] = []
         self._futures: list[asyncio.Future[None]] = []
         self._scheduled = False
         self._in_flight = False
         self.batches = 0  # sent so far (tests and stats)
 
-    def add(self, item: ForwardItem) -> asyncio.Future[None]:
+    def add(self, item: T) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._items.append(item)
