@@ -70,7 +70,9 @@ def test_deliver_writes_meta_and_one_chunk_in_one_transaction() -> None:
         keys = [k for _, k, _ in ops]
         assert keys[0] == "meta" and len([k for k in keys if k.startswith("c:")]) == 1
     # The meta stays small however long the log: no stamps, no seen ids, no events.
-    assert set(sh.store["meta"]) == {"v", "epoch", "head", "tail", "devices", "conns", "filters"}
+    assert set(sh.store["meta"]) == {"v", "epoch", "head", "tail", "devices", "conns", "filters",
+                                     "order"}
+    assert sh.store["meta"]["order"] == {"stale": 0, "tick": 0, "buckets": [], "held": []}
     assert sorted(sh.store) == ["c:0", "c:1", "meta"]
     assert len(sh.store["c:1"]) == 40 - storage.CHUNK
 
