@@ -30,7 +30,7 @@ from actors.session_core import (
     _str,
 )
 
-_STATUSES: tuple[DeliverStatus, ...] = ("appended", "duplicate", "filtered")
+_STATUSES: tuple[DeliverStatus, ...] = ("appended", "duplicate", "filtered", "stale", "held")
 _OUTCOMES: tuple[AttachOutcome, ...] = ("ok", "resync", "too_many_connections")
 
 
@@ -80,8 +80,14 @@ class DeliverRequest:
 
 @dataclass(frozen=True)
 class Delivered:
+    """``stale``: older than (or equal to) the task's newest recorded version, or after its
+    delete: dropped for good. ``held``: a version is missing; ask for a redelivery (the actor
+    records it once the gap fills or the hold expires). Both have seq 0 and carry ``newest``,
+    the newest version recorded for the task (for the log line)."""
+
     status: DeliverStatus
     seq: int  # assigned seq; the original seq for a duplicate; 0 when filtered or not retained
+    newest: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,9 @@ class DeliverAnswer:
     def to_wire(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
-            "results": [[r.status, r.seq] for r in self.results],
+            # [status, seq], plus the task's newest version only where it means something.
+            "results": [[r.status, r.seq, r.newest] if r.newest else [r.status, r.seq]
+                        for r in self.results],
             "routes": {replica: list(conns) for replica, conns in self.routes.items()},
         }
 
@@ -101,10 +109,13 @@ class DeliverAnswer:
     def from_wire(cls, d: Mapping[str, Any]) -> DeliverAnswer:
         results = []
         for item in _list(_get(d, "results"), "results"):
-            status, seq = _list(item, "result")
+            parts = _list(item, "result")
+            if len(parts) not in (2, 3):
+                raise ValueError("result: expected [status, seq] or [status, seq, newest]")
+            status, seq, newest = (*parts, 0) if len(parts) == 2 else parts
             if status not in _STATUSES:
                 raise ValueError(f"bad deliver status {status!r}")
-            results.append(Delivered(status, _int(seq, "seq")))
+            results.append(Delivered(status, _int(seq, "seq"), _int(newest, "newest")))
         return cls(_str(_get(d, "epoch"), "epoch"), results, _routes_from_wire(_get(d, "routes")))
 
 

@@ -38,6 +38,8 @@ def _limits_from_env() -> core.Limits:
         max_age_s=float(env("TASKSYNC_RETENTION_SECONDS", "86400")),
         max_connections=int(env("TASKSYNC_MAX_CONNECTIONS_PER_USER", "16")),
         lease_s=float(env("TASKSYNC_LEASE_SECONDS", "15")),
+        hold_s=float(env("TASKSYNC_ORDER_HOLD_SECONDS", "0.5")),
+        max_tasks=int(env("TASKSYNC_ORDER_MAX_TASKS", "4096")),
     )
 
 
@@ -64,11 +66,14 @@ class UserSession(Actor, UserSessionInterface):
             session = _fresh("", user)
         else:
             try:
-                needed = storage.chunks_needed(stored)
+                needed, buckets = storage.keys_needed(stored)
                 got = await STATE.get_many(
                     TYPE_NAME, user, [storage.chunk_key(k) for k in needed]
+                    + [storage.order_key(b) for b in buckets]
                 )
-                meta, records = storage.restore(stored, dict(zip(needed, got, strict=True)))
+                meta, records = storage.restore(
+                    stored, dict(zip(needed, got[:len(needed)], strict=True)),
+                    dict(zip(buckets, got[len(needed):], strict=True)))
                 session = Session(meta, records)
             except storage.LogLost as e:
                 filters = core.Filters.from_wire(stored.get("filters") or {})
@@ -80,7 +85,8 @@ class UserSession(Actor, UserSessionInterface):
 
     async def _commit(self, s: Session, write: svc.Write | None) -> None:
         if write is not None:
-            ops = storage.write_ops(s.meta, s.records, write.appended, write.deleted)
+            ops = storage.write_ops(s.meta, s.records, write.appended, write.deleted,
+                                    write.order)
             await STATE.transact(TYPE_NAME, self.id.id, ops)
 
     async def _turn(

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from actors import task_order
+
 __all__ = [
     "AttachOutcome",
     "AttachResult",
@@ -53,7 +55,7 @@ _POSITION_RE = re.compile(r"([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,18})")
 Routes: TypeAlias = dict[str, list[str]]
 """replica -> sorted conn ids (every registered connection; callers skip dead replicas)."""
 
-DeliverStatus: TypeAlias = Literal["appended", "duplicate", "filtered"]
+DeliverStatus: TypeAlias = Literal["appended", "duplicate", "filtered", "stale", "held"]
 AttachOutcome: TypeAlias = Literal["ok", "resync", "too_many_connections"]
 
 
@@ -143,11 +145,18 @@ class Limits:
     # Clock skew allowed between the registry and a session actor when judging a connection
     # by a liveness snapshot: only connections older than snapshot - grace can be dropped.
     replica_grace_s: float = 5.0
+    # Per-task order (actors/task_order.py): newest versions remembered (LRU), events held at
+    # once, and how long an event waits for a missing earlier version. The hold rides on
+    # pub/sub redelivery, so it must stay far below the inbound retry budget (~30 s).
+    max_tasks: int = 4096
+    max_held: int = 256
+    hold_s: float = 0.5
 
     def __post_init__(self) -> None:
         # Zero/negative limits would make deliver() trim the record it just appended or refuse
         # every connection; reject them at config time instead.
-        for name in ("max_events", "max_seen_ids", "max_devices", "max_connections"):
+        for name in ("max_events", "max_seen_ids", "max_devices", "max_connections",
+                     "max_tasks", "max_held"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Limits.{name} must be an int >= 1, got {value!r}")
@@ -155,6 +164,9 @@ class Limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"Limits.{name} must be > 0, got {value!r}")
+        hold = self.hold_s
+        if isinstance(hold, bool) or not isinstance(hold, int | float) or not 0 <= hold <= 10:
+            raise ValueError(f"Limits.hold_s must be within 0..10, got {hold!r}")
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -165,6 +177,9 @@ class Limits:
             "max_connections": self.max_connections,
             "lease_s": self.lease_s,
             "replica_grace_s": self.replica_grace_s,
+            "max_tasks": self.max_tasks,
+            "max_held": self.max_held,
+            "hold_s": self.hold_s,
         }
 
     @classmethod
@@ -181,6 +196,9 @@ class Limits:
             replica_grace_s=_float(
                 d.get("replica_grace_s", base.replica_grace_s), "replica_grace_s"
             ),
+            max_tasks=_int(d.get("max_tasks", base.max_tasks), "max_tasks"),
+            max_held=_int(d.get("max_held", base.max_held), "max_held"),
+            hold_s=_float(d.get("hold_s", base.hold_s), "hold_s"),
         )
 
 
@@ -228,24 +246,32 @@ class IncomingEvent:
     data: dict[str, Any]
     task_id: str | None
     list_id: str | None
+    version: int | None = None  # the producer's per-task version; None: no ordering
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "type": self.type,
             "data": self.data,
             "task_id": self.task_id,
             "list_id": self.list_id,
         }
+        if self.version is not None:
+            out["version"] = self.version  # absent when unset: the old wire, byte for byte
+        return out
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> IncomingEvent:
+        version = d.get("version")
+        if version is not None and _int(version, "version") < 1:
+            raise ValueError(f"version must be >= 1, got {version}")
         return cls(
             id=_str(_get(d, "id"), "id"),
             type=_str(_get(d, "type"), "type"),
             data=_map(_get(d, "data"), "data"),
             task_id=_opt_str(d.get("task_id"), "task_id"),
             list_id=_opt_str(d.get("list_id"), "list_id"),
+            version=version,
         )
 
 
@@ -345,6 +371,8 @@ class SessionMeta:
     devices: dict[str, DeviceCursor] = field(default_factory=dict)
     conns: dict[str, ConnLease] = field(default_factory=dict)
     filters: Filters = field(default_factory=Filters)
+    # Newest version per task, held events, stale counter (actors/task_order.py).
+    order: task_order.OrderState = field(default_factory=task_order.OrderState)
 
     def check(self) -> None:
         """Raise ValueError when the structural invariants do not hold."""
@@ -363,6 +391,7 @@ class SessionMeta:
         for name, cursor in self.devices.items():
             if not 0 <= cursor.seq <= self.head:
                 raise ValueError(f"device {name!r} cursor {cursor.seq} outside 0..head")
+        self.order.check()
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -375,6 +404,7 @@ class SessionMeta:
             "devices": {name: c.to_wire() for name, c in self.devices.items()},
             "conns": {cid: lease.to_wire() for cid, lease in self.conns.items()},
             "filters": self.filters.to_wire(),
+            "order": self.order.to_wire(),
         }
 
     @classmethod
@@ -404,6 +434,7 @@ class SessionMeta:
                 for cid, v in _map(_get(d, "conns"), "conns").items()
             },
             filters=Filters.from_wire(_map(d.get("filters") or {}, "filters")),
+            order=task_order.OrderState.from_wire(_map(d.get("order") or {}, "order")),
         )
         meta.check()
         return meta
@@ -452,6 +483,8 @@ class DeliverResult:
     record: EventRecord | None  # the new record to store (appended only)
     routes: Routes  # appended and duplicate: a redelivery can be re-sent (conns drop dup seqs)
     delete: list[int]  # seqs trimmed by this call (the shell drops them from storage)
+    newest: int = 0  # stale/held: the newest version already recorded for the task
+    buckets: frozenset[int] = frozenset()  # task-order bucket keys the call changed
 
 
 @dataclass(frozen=True)
@@ -553,18 +586,29 @@ def deliver(meta: SessionMeta, ev: IncomingEvent, now: float, limits: Limits) ->
 
     Dedup by event id comes first, so a redelivery never consumes a seq and leaves ``meta``
     untouched. A duplicate is routed again only while its record is still retained (a filtered
-    or trimmed original has nothing to re-send). Then the persisted filters apply; a filtered
-    event is remembered with seq 0 so its redelivery is also a duplicate.
+    or trimmed original has nothing to re-send). Then, for an event with a version and a task,
+    the per-task order (actors/task_order.py): ``stale`` and ``held`` consume no seq and are not
+    remembered as seen. Then the persisted filters apply; a filtered event is remembered with
+    seq 0 so its redelivery is also a duplicate (its version counts as recorded).
     """
     prior = _seen_seq(meta, ev.id)
     if prior is not None:
         retained = meta.tail <= prior <= meta.head
         return DeliverResult("duplicate", prior, None, routes(meta) if retained else {}, [])
 
+    buckets: frozenset[int] = frozenset()
+    if ev.version is not None and ev.task_id is not None:
+        verdict = task_order.admit(
+            meta.order, ev.id, ev.type, ev.task_id, ev.version, now, hold_s=limits.hold_s,
+            max_tasks=limits.max_tasks, max_held=limits.max_held)
+        if verdict.status != "new":
+            return DeliverResult(verdict.status, 0, None, {}, [], verdict.newest)
+        buckets = verdict.buckets
+
     if not meta.filters.matches(ev.type, ev.task_id, ev.list_id):
         meta.seen.append((ev.id, 0))
         _bound_seen(meta, limits)
-        return DeliverResult("filtered", 0, None, {}, [])
+        return DeliverResult("filtered", 0, None, {}, [], buckets=buckets)
 
     seq = meta.head + 1
     ts = float(now)  # float even when the shell passes an int, so wire round trips are exact
@@ -574,7 +618,7 @@ def deliver(meta: SessionMeta, ev: IncomingEvent, now: float, limits: Limits) ->
     meta.seen.append((ev.id, seq))
     _bound_seen(meta, limits)
     deleted = trim(meta, now, limits)
-    return DeliverResult("appended", seq, record, routes(meta), deleted)
+    return DeliverResult("appended", seq, record, routes(meta), deleted, buckets=buckets)
 
 
 def attach(

@@ -25,6 +25,7 @@ REPLAY_BYTES = 1 << 20
 class Write:
     appended: list[int] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
+    order: set[int] = field(default_factory=set)  # task-order buckets changed (task_order)
 
 
 class Session:
@@ -61,24 +62,37 @@ class Session:
 
 def deliver(s: Session, r: c.DeliverRequest, now: float, limits: core.Limits
             ) -> tuple[c.DeliverAnswer, Write | None]:
-    """Every event of the batch in order, in one turn: one write for all of them."""
+    """Every event of the batch in order, in one turn: one write for all of them.
+
+    An event ``held`` for a missing version is tried again in the same turn after the rest of
+    the batch, as long as that makes progress: the missing version is often in the same batch,
+    just behind it. Its seq then comes after theirs (results stay in request order)."""
     write = Write()
+    changed = False  # the meta changed without an append (stale counter, held events)
     # Connections of replicas the caller's snapshot shows dead get no route (persisted gone with
     # this turn's write, if it has one).
     core.forget_dead(s.meta, r.live, limits)
-    results: list[c.Delivered] = []
-    for ev in r.events:
-        res = core.deliver(s.meta, ev, now, limits)
-        if res.record is not None:
-            s.records[res.record.seq] = res.record
-            write.appended.append(res.record.seq)
-        write.deleted += res.delete
-        # A duplicate is routed again only while retained (its routes say so).
-        seq = res.seq if res.status == "appended" or res.routes else 0
-        results.append(c.Delivered(res.status, seq))
+    results: list[c.Delivered] = [c.Delivered("held", 0)] * len(r.events)
+    pending = list(range(len(r.events)))
+    while pending:
+        held: list[int] = []
+        for i in pending:
+            res = core.deliver(s.meta, r.events[i], now, limits)
+            if res.record is not None:
+                s.records[res.record.seq] = res.record
+                write.appended.append(res.record.seq)
+            write.deleted += res.delete
+            write.order |= res.buckets
+            changed = changed or res.status in ("stale", "held")
+            if res.status == "held":
+                held.append(i)
+            # A duplicate is routed again only while retained (its routes say so).
+            seq = res.seq if res.status == "appended" or res.routes else 0
+            results[i] = c.Delivered(res.status, seq, res.newest)
+        pending = held if len(held) < len(pending) else []
     s.drop(write.deleted)
     answer = c.DeliverAnswer(s.meta.epoch, results, core.routes(s.meta))
-    return answer, (write if write.appended or write.deleted else None)
+    return answer, (write if write.appended or write.deleted or write.order or changed else None)
 
 
 def attach(s: Session, r: c.AttachRequest, now: float, limits: core.Limits

@@ -2,11 +2,14 @@
 rebuilt from them. No I/O.
 
 Keys (under the actor's own prefix, ``sessions||UserSession||<user>||``):
-  meta     -> small: epoch, head, tail, devices, conns, filters (never the events)
+  meta     -> small: epoch, head, tail, devices, conns, filters, the task-order counters and
+              held events (never the events, never the per-task versions)
   c:<k>    -> chunk k: the records of seqs k*CHUNK+1 .. (k+1)*CHUNK that are still retained
+  o:<b>    -> task-order bucket b (actors/task_order.py): newest version of the tasks hashed to b
 
-A ``deliver`` turn writes ``meta`` and the one chunk it appended to, in one transaction: the write
-stays small however long the log is, and rebuilding a session of N events reads N/CHUNK chunks in
+A ``deliver`` turn writes ``meta``, the one chunk it appended to and the order bucket(s) it
+changed, in one transaction: the write stays small however long the log is or however many tasks
+the user has, and rebuilding a session of N events reads N/CHUNK chunks plus the used buckets in
 one concurrent round (not N keys). Per-event stamps and the dedup window are rebuilt from the
 records, so they are never written separately. The active actor keeps everything in memory; it is
 the only writer under turn-based concurrency, so it never reads before it writes.
@@ -17,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from actors import task_order
 from actors.session_core import (
     WIRE_VERSION,
     EventRecord,
@@ -30,6 +34,7 @@ from actors.state_client import Operation
 STORAGE_VERSION = 2
 CHUNK = 32
 META_KEY = "meta"
+ORDER_PREFIX = "o:"
 
 
 class LogLost(Exception):
@@ -45,6 +50,28 @@ def chunk_key(k: int) -> str:
     return f"c:{k}"
 
 
+def order_key(b: int) -> str:
+    return f"{ORDER_PREFIX}{b}"
+
+
+def order_buckets_needed(stored_meta: Mapping[str, Any]) -> list[int]:
+    """Order bucket indexes a stored meta says are in use (none for an unversioned user)."""
+    order = stored_meta.get("order") or {}
+    if not isinstance(order, Mapping):
+        raise ValueError("order: expected an object")
+    buckets = order.get("buckets", [])
+    if not isinstance(buckets, list) or not all(
+            isinstance(b, int) and not isinstance(b, bool) and 0 <= b < task_order.BUCKETS
+            for b in buckets):
+        raise ValueError("order.buckets: expected bucket indexes")
+    return sorted(set(buckets))
+
+
+def keys_needed(stored_meta: Mapping[str, Any]) -> tuple[list[int], list[int]]:
+    """Every key a rebuild reads after the meta, in one round: (chunks, order buckets)."""
+    return chunks_needed(stored_meta), order_buckets_needed(stored_meta)
+
+
 def meta_to_wire(meta: SessionMeta) -> dict[str, Any]:
     return {
         "v": STORAGE_VERSION,
@@ -54,6 +81,7 @@ def meta_to_wire(meta: SessionMeta) -> dict[str, Any]:
         "devices": {name: c.to_wire() for name, c in meta.devices.items()},
         "conns": {cid: lease.to_wire() for cid, lease in meta.conns.items()},
         "filters": meta.filters.to_wire(),
+        "order": meta.order.meta_to_wire(),
     }
 
 
@@ -66,9 +94,10 @@ def chunks_needed(stored_meta: Mapping[str, Any]) -> list[int]:
 
 
 def restore(
-    stored_meta: Mapping[str, Any], chunks: Mapping[int, Any]
+    stored_meta: Mapping[str, Any], chunks: Mapping[int, Any],
+    order_buckets: Mapping[int, Any] | None = None,
 ) -> tuple[SessionMeta, dict[int, EventRecord]]:
-    """Rebuild the in-memory session from ``meta`` and its chunks.
+    """Rebuild the in-memory session from ``meta``, its chunks and its task-order buckets.
 
     Raises ValueError on a corrupt or foreign-version meta, LogLost when a retained event is
     missing. The dedup window after a rebuild is what the chunks still hold (retained events plus
@@ -95,6 +124,17 @@ def restore(
     missing = [s for s in range(tail, head + 1) if s not in present]
     if missing:
         raise LogLost(f"{len(missing)} retained events missing (first seq {missing[0]})")
+    # A missing bucket is an empty one: losing it only forgets versions (order degrades to
+    # "first seen wins" for those tasks), never events.
+    rows: list[Any] = []
+    for b in order_buckets_needed(stored_meta):
+        raw = (order_buckets or {}).get(b)
+        if raw is None:
+            continue
+        if not isinstance(raw, list):
+            raise ValueError(f"order bucket {b}: expected a list")
+        rows += raw
+    order = stored_meta.get("order") or {}
     # The in-memory meta is the v1 value with stamps and dedup window rebuilt from the records;
     # SessionMeta.from_wire validates every field and invariant.
     meta = SessionMeta.from_wire({
@@ -102,6 +142,7 @@ def restore(
         "v": WIRE_VERSION,
         "stamps": [present[s].ts for s in range(tail, head + 1)],
         "seen": [[present[s].id, s] for s in sorted(present)],
+        "order": {**order, "tasks": rows},
     })
     retained = {s: r for s, r in present.items() if s >= meta.tail}
     return meta, retained
@@ -112,9 +153,11 @@ def write_ops(
     records: Mapping[int, EventRecord],
     appended: Iterable[int],
     deleted: Iterable[int],
+    order_buckets: Iterable[int] = (),
 ) -> list[Operation]:
-    """The one transaction of a turn: meta, every chunk that got a new record, and the chunks
-    that trimming emptied. ``records`` is the in-memory log after the turn (seq >= tail)."""
+    """The one transaction of a turn: meta, every chunk that got a new record, the chunks that
+    trimming emptied, and the task-order buckets that changed (deleted once empty).
+    ``records`` is the in-memory log after the turn (seq >= tail)."""
     ops: list[Operation] = [("upsert", META_KEY, meta_to_wire(meta))]
     for k in sorted({chunk_of(s) for s in appended}):
         lo, hi = k * CHUNK + 1, (k + 1) * CHUNK
@@ -123,4 +166,7 @@ def write_ops(
     for k in sorted({chunk_of(s) for s in deleted}):
         if (k + 1) * CHUNK < meta.tail:  # every seq of the chunk is trimmed
             ops.append(("delete", chunk_key(k), None))
+    for b in sorted(set(order_buckets)):
+        marks = meta.order.bucket_rows(b)
+        ops.append(("upsert", order_key(b), marks) if marks else ("delete", order_key(b), None))
     return ops

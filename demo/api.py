@@ -52,7 +52,10 @@ def create_app() -> FastAPI:
             raise HTTPException(401, e.message) from e
 
     async def publish(kind: str, task: dict[str, Any]) -> None:
-        body = {"event_id": uuid.uuid4().hex, "type": kind, "data": task, "ts": time.time()}
+        # Top-level `version` (docs/protocol.md, Producers): the actor records each task's events
+        # in this order although the pub/sub reorders them. Also kept in `data` for clients.
+        body = {"event_id": uuid.uuid4().hex, "type": kind, "data": task, "ts": time.time(),
+                "version": task["version"]}
         resp = await client.post("/v1.0/publish/pubsub/task-updates", json=body)
         if resp.status_code not in (200, 204):
             raise HTTPException(502, f"publish failed: {resp.status_code} {resp.text[:200]}")

@@ -6,6 +6,11 @@ user carries every event of the batch for that user, in arrival order. The actor
 and sends ONE forward per other replica for the whole batch. Each message gets its own status:
 a failure retries only the messages it touched, and since `deliver` is idempotent per event id
 and connections drop duplicate seqs, a retry never shows a client anything twice.
+
+Per-task order (actors/task_order.py): an event the actor answers `held` (an earlier version of
+its task is missing) is answered RETRY, so Dapr redelivers it after its backoff and the actor
+records it then; a `stale` one (superseded by a later version already recorded) is done: logged,
+counted by the actor, never routed.
 """
 
 import asyncio
@@ -48,6 +53,8 @@ class Fanout:
         self.actor_calls = 0
         self.events = 0
         self.forwards = 0
+        self.held = 0  # events answered RETRY because an earlier version of the task is missing
+        self.stale = 0  # events superseded by a later version of their task
 
     async def handle(self, ev: TaskEvent) -> None:
         """One message; raises ActorUnavailable when it must be retried."""
@@ -71,7 +78,8 @@ class Fanout:
                     everyone = []
                     ok = [o and b.audience is not None for o, b in zip(ok, batch, strict=True)]
             recipients = ev.audience if ev.audience is not None else everyone or []
-            item = IncomingEvent(ev.event_id, ev.type, ev.data, ev.task_id, ev.list_id)
+            item = IncomingEvent(ev.event_id, ev.type, ev.data, ev.task_id, ev.list_id,
+                                 ev.version)
             for user in dict.fromkeys(recipients):
                 p = pending.setdefault(user, _Pending([], []))
                 p.events.append(item)
@@ -94,7 +102,19 @@ class Fanout:
                     for i in p.sources:
                         ok[i] = False
                     return
-            for ev, src, res in zip(p.events, p.sources, answer.results, strict=True):
+            done = zip(p.events, p.sources, answer.results, strict=True)
+            # In seq order: a held event released later in the same turn got a later seq.
+            for ev, src, res in sorted(done, key=lambda d: d[2].seq):
+                if res.status == "held":
+                    ok[src] = False  # redelivered by Dapr; recorded once the gap fills or expires
+                    self.held += 1
+                    continue
+                if res.status == "stale":
+                    self.stale += 1
+                    log.info("stale event %s for %s: task %s version %s <= newest %s (or after "
+                             "its delete): superseded, not delivered", ev.id, user, ev.task_id,
+                             ev.version, res.newest)
+                    continue
                 if res.seq <= 0:
                     continue  # filtered, or a duplicate with nothing left to re-send
                 record = EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id, ev.list_id, now)

@@ -117,7 +117,7 @@ class World:
             return
         keys = self.store.setdefault(user, {})
         for op, key, value in storage.write_ops(s.meta, s.records, write.appended,
-                                                write.deleted):
+                                                write.deleted, write.order):
             if op == "delete":
                 keys.pop(key, None)
             else:
@@ -134,10 +134,11 @@ class World:
             if meta is None:
                 self.sessions[user] = svc.Session.fresh()
             else:
-                needed = storage.chunks_needed(meta)
+                needed, buckets = storage.keys_needed(meta)
                 chunks = {k: keys.get(storage.chunk_key(k)) for k in needed}
+                order = {b: keys.get(storage.order_key(b)) for b in buckets}
                 try:
-                    m, records = storage.restore(meta, chunks)
+                    m, records = storage.restore(meta, chunks, order)
                     self.sessions[user] = svc.Session(m, records)
                 except storage.LogLost:
                     self.sessions[user] = svc.Session.fresh(Filters.from_wire(meta["filters"]))

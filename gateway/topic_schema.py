@@ -5,8 +5,15 @@ payload (an object, or the same object as a JSON string):
 
     {"type": "task_updated", "data": {"id": 123, "title": "Updated Task", "completed": true}}
 
-Optional top-level payload keys: `event_id`, `audience` (user ids), `ts`. Any other top-level key
-is refused; keys inside `data` are the task's own and pass through untouched.
+Optional top-level payload keys: `event_id`, `audience` (user ids), `ts`, `version`. Any other
+top-level key is refused; keys inside `data` are the task's own and pass through untouched.
+
+`version` (the task's version, an int 1..2**63-1 the producer increments on every change of the
+task) turns on per-task ordering in the UserSession actor (actors/task_order.py): anything else
+(bool, float, string, 0, negative) is refused as `bad_version`. It is a top-level key, next to
+`event_id`, because it is delivery metadata the sync service interprets, not task content: the
+service never interprets `data` beyond ids and audience, and a producer's own `data.version` (an
+etag, a string) keeps passing through untouched. Without it there is no ordering.
 
 Event id (the dedupe key): the payload's `event_id` if set, else the CloudEvent `id`. Dapr keeps
 the CloudEvent id on redelivery, but every publish call gets a new one, so a publisher that may
@@ -33,12 +40,12 @@ from gateway.protocol import EVENT_TYPES
 
 USER_ID_RE = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
 MAX_ID = 128
-TOP_LEVEL_KEYS = frozenset({"event_id", "audience", "type", "data", "ts"})
+TOP_LEVEL_KEYS = frozenset({"event_id", "audience", "type", "data", "ts", "version"})
 AUDIENCE_FIELDS = ("owner_id", "assignees", "shared_with")
 REASONS = frozenset({
     "too_large", "too_deep", "bad_json", "bad_envelope", "unknown_field", "unknown_type",
     "missing_data", "bad_data", "bad_task_id", "bad_list_id", "bad_event_id", "bad_audience",
-    "bad_field",
+    "bad_field", "bad_version",
 })
 
 
@@ -58,6 +65,7 @@ class TaskEvent:
     task_id: str
     list_id: str | None
     audience: tuple[str, ...] | None  # None: broadcast to every connected user
+    version: int | None = None  # the producer's per-task version; None: no ordering
 
 
 class InvalidEvent(Exception):
@@ -121,12 +129,16 @@ def parse_topic_message(envelope: Any, raw_size: int, limits: TopicLimits) -> Ta
         list_id = _id_str(data["list_id"])
         if list_id is None:
             _fail("bad_list_id", f"data.list_id must be an integer or a string of 1..{MAX_ID}")
+    version = payload.get("version")
+    if "version" in payload and (
+            isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**63):
+        _fail("bad_version", "version must be an integer >= 1 (below 2**63)")
     ts = payload.get("ts")
     if ts is not None and not _is_number(ts) and not isinstance(ts, str):
         _fail("bad_field", "ts must be a number or a string")
     return TaskEvent(
         event_id=_event_id(payload, envelope), type=etype, data=data, task_id=task_id,
-        list_id=list_id, audience=_audience(payload, data, limits),
+        list_id=list_id, audience=_audience(payload, data, limits), version=version,
     )
 
 

@@ -98,3 +98,28 @@ async def test_presence_and_registry(port: SessionsPort) -> None:
     assert u not in await port.connected_users(view.live)
     await port.leave_registry()
     assert REPLICA not in (await port.registry_snapshot()).live.replicas
+
+
+def vev(eid: str, version: int, type_: str = "task_updated", task: str = "t1") -> IncomingEvent:
+    return IncomingEvent(eid, type_, {"title": eid}, task, None, version)
+
+
+async def test_per_task_order_by_version(port: SessionsPort) -> None:
+    u = user()
+    await port.attach(u, f"{REPLICA}.c1", "d1", None, None)
+    # v3 ahead of v2 in one batch: held, then recorded in the same turn after v2.
+    a = await port.deliver(u, [vev("a", 1, "task_created"), vev("c", 3), vev("b", 2)], None)
+    assert [(r.status, r.seq) for r in a.results] == [
+        ("appended", 1), ("appended", 3), ("appended", 2)]
+    # Dedup first: a redelivery is a duplicate; the same old version under a new id is stale.
+    again = await port.deliver(u, [vev("b", 2), vev("b-old", 2), vev("e", 5)], None)
+    assert [(r.status, r.seq, r.newest) for r in again.results] == [
+        ("duplicate", 2, 0), ("stale", 0, 3), ("held", 0, 3)]
+    # A delete is final: a later update of the task is stale; a higher create re-creates it.
+    gone = await port.deliver(u, [vev("d", 4, "task_deleted"), vev("e", 5), vev("f", 6),
+                                  vev("g", 6, "task_created")], None)
+    assert [(r.status, r.seq, r.newest) for r in gone.results] == [
+        ("appended", 4, 0), ("stale", 0, 4), ("stale", 0, 4), ("held", 0, 4)]
+    # Unversioned events of the same task are not ordered.
+    plain = await port.deliver(u, [IncomingEvent("p", "task_updated", {}, "t1", None)], None)
+    assert [(r.status, r.seq) for r in plain.results] == [("appended", 5)]

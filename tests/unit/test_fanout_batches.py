@@ -155,3 +155,46 @@ async def test_a_user_on_both_replicas_gets_each_event_once_on_each(cluster: Clu
         got = frames(conn)
         assert [f["seq"] for f in got] == [1, 2, 3]
         assert len({f["id"] for f in got}) == 3
+
+
+def vev(task: int, version: int, user: str, type_: str = "task_updated", eid: str = ""
+        ) -> TaskEvent:
+    data = {"id": task, "version": version}
+    return TaskEvent(eid or f"t{task}v{version}", type_, data, str(task), None, (user,), version)
+
+
+async def test_per_task_order_held_retried_stale_dropped(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await cluster.connect("gw-a", "dave")
+    b = await cluster.connect("gw-b", "dave")
+    frames(a), frames(b)
+    cluster.world.clock = 100.0
+    fan = cluster.fanouts["gw-a"]
+    # v3 before v2 inside one batch: the actor records v2, then v3 in the same turn.
+    batch = [vev(1, 1, "dave", "task_created"), vev(1, 3, "dave"), vev(1, 2, "dave")]
+    assert await fan.handle_batch(batch) == [True] * 3
+    # v5 with v4 missing: held -> RETRY; its redelivery still waits until v4 or the hold ends.
+    assert await fan.handle_batch([vev(1, 5, "dave")]) == [False]
+    assert await fan.handle_batch([vev(1, 5, "dave")]) == [False]
+    assert await cluster.fanouts["gw-b"].handle_batch([vev(1, 4, "dave")]) == [True]
+    assert await fan.handle_batch([vev(1, 5, "dave")]) == [True]
+    # A redelivered, already recorded event is a duplicate (dedup comes first), not stale.
+    assert await fan.handle_batch([vev(1, 2, "dave")]) == [True]
+    assert cluster.world.sessions["dave"].meta.order.stale == 0
+    # An old title published again (another event id) after a new one: stale, logged, dropped.
+    with caplog.at_level("INFO", logger="gateway.fanout"):
+        assert await fan.handle_batch([vev(1, 2, "dave", eid="old2"),
+                                       vev(1, 1, "dave", eid="old1")]) == [True, True]
+    assert "stale event old2 for dave: task 1 version 2 <= newest 5" in caplog.text
+    # Without the missing version the hold ends: v7 is recorded, then v6 is stale.
+    assert await fan.handle_batch([vev(1, 7, "dave")]) == [False]
+    cluster.world.clock += cluster.world.limits.hold_s
+    assert await fan.handle_batch([vev(1, 7, "dave")]) == [True]
+    assert await fan.handle_batch([vev(1, 6, "dave")]) == [True]
+    for conn in (a, b):
+        got = frames(conn)
+        assert [f["data"]["version"] for f in got] == [1, 2, 3, 4, 5, 7]
+        assert [f["seq"] for f in got] == [1, 2, 3, 4, 5, 6]
+    assert (fan.held, fan.stale) == (3, 3)
+    assert cluster.world.sessions["dave"].meta.order.stale == 3

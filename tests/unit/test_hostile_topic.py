@@ -79,6 +79,19 @@ HOSTILE: list[tuple[str, bytes, str]] = [
                                           "audience": ["\u202ealice"]}), "bad_audience"),
     ("audience-wildcard", cloudevent({"type": "task_created", "data": {"id": 1},
                                       "audience": ["*"]}), "bad_audience"),
+    # Above int64 but within the tree's uint64 range: the version check refuses it.
+    ("version-uint64-max", b'{"id":"ce-1","data":{"type":"task_created","data":{"id":1},'
+     b'"version":18446744073709551615}}', "bad_version"),
+    ("version-30-digits", b'{"id":"ce-1","data":{"type":"task_created","data":{"id":1},'
+     b'"version":' + b"9" * 30 + b"}}", "bad_json"),
+    ("version-exponent", b'{"id":"ce-1","data":{"type":"task_created","data":{"id":1},'
+     b'"version":1e3}}', "bad_version"),
+    ("version-negative-zero", b'{"id":"ce-1","data":{"type":"task_created","data":{"id":1},'
+     b'"version":-0}}', "bad_version"),
+    ("version-nested-object", cloudevent({"type": "task_created", "data": {"id": 1},
+                                          "version": {"n": 1}}), "bad_version"),
+    ("version-with-nul", cloudevent({"type": "task_created", "data": {"id": 1},
+                                     "version": "1\x00"}), "bad_version"),
 ]
 
 

@@ -851,7 +851,8 @@ def test_from_wire_rejects_bad_values(cls: Any, wire: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- property test
 
 P_LIM = Limits(
-    max_events=6, max_age_s=100.0, max_seen_ids=8, max_devices=3, max_connections=2, lease_s=10.0
+    max_events=6, max_age_s=100.0, max_seen_ids=8, max_devices=3, max_connections=2, lease_s=10.0,
+    max_tasks=2, max_held=2, hold_s=0.5,
 )
 DEVICES = ["d0", "d1", "d2", "d3"]
 CONNS = ["c0", "c1", "c2", "c3"]
@@ -862,7 +863,8 @@ op = st.one_of(
         st.just("deliver"),
         st.integers(0, 11),
         st.sampled_from(["task_created", "task_deleted"]),
-        st.sampled_from([None, "t1", "t2"]),
+        st.sampled_from([None, "t1", "t2", "t3"]),
+        st.one_of(st.none(), st.integers(1, 6)),  # the producer's per-task version
         dt,
     ),
     st.tuples(st.just("ack"), st.sampled_from(DEVICES), st.integers(-1, 30), dt),
@@ -914,13 +916,23 @@ def test_random_operations_keep_invariants(ops: list[tuple[Any, ...]]) -> None:
         now += item[-1] if isinstance(item[-1], float) else 0.0
         old_head, old_tail = meta.head, meta.tail
         if kind == "deliver":
-            _, n, type_, task, _ = item
+            _, n, type_, task, version, _ = item
             eid = f"e{n}"
             was_seen = any(i == eid for i, _ in meta.seen)
             before = meta.to_wire()
-            res = deliver(meta, IncomingEvent(eid, type_, {}, task, None), now, P_LIM)
+            mark = meta.order.tasks.get(task) if task else None
+            newest = mark.version if mark else 0
+            res = deliver(meta, IncomingEvent(eid, type_, {}, task, None, version), now, P_LIM)
             if was_seen:
                 assert res.status == "duplicate" and meta.to_wire() == before
+            elif res.status == "stale":
+                # Never appended, never remembered: superseded by a recorded version or a delete.
+                assert version is not None and mark is not None and res.newest == newest
+                assert version <= newest or (mark.deleted and type_ != "task_created")
+                assert res.seq == 0 and not res.routes and eid not in dict(meta.seen)
+            elif res.status == "held":
+                assert version is not None and version > newest + 1 and eid in meta.order.held
+                assert res.seq == 0 and not res.routes and eid not in dict(meta.seen)
             elif res.status == "filtered":
                 assert meta.head == old_head and res.seq == 0
                 assert not meta.filters.matches(type_, task, None)
@@ -928,6 +940,11 @@ def test_random_operations_keep_invariants(ops: list[tuple[Any, ...]]) -> None:
                 assert res.status == "appended" and res.seq == old_head + 1 == meta.head
                 ts[res.seq] = now
                 _check_trim(meta, old_tail, res.delete, now, ts)
+            if res.status in ("appended", "filtered") and version is not None and task:
+                # Recorded: the task's newest version is this one, and it moved forward.
+                assert version > newest or (mark is not None and mark.deleted)
+                assert meta.order.tasks[task].version == version
+                assert eid not in meta.order.held
             if res.status != "appended":
                 assert meta.head == old_head
         elif kind == "ack":
@@ -967,6 +984,8 @@ def test_random_operations_keep_invariants(ops: list[tuple[Any, ...]]) -> None:
             set_filters(meta, Filters(types=fs("task_created")) if item[1] else Filters())
 
         assert_invariants(meta, P_LIM)
+        assert len(meta.order.tasks) <= P_LIM.max_tasks
+        assert len(meta.order.held) <= P_LIM.max_held
         assert meta.head >= old_head and meta.tail >= old_tail
         assert meta.stamps == [ts[s] for s in range(meta.tail, meta.head + 1)]
         assert sorted(ts) == list(range(1, meta.head + 1))  # gap-free, +1

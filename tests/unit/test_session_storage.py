@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from actors import session_core as core
 from actors import session_storage as storage
+from actors import task_order
 from actors.state_client import Operation
 
 LIM = core.Limits(max_events=70, max_age_s=1e6, max_seen_ids=500, max_devices=4,
-                  max_connections=4, lease_s=10.0)
+                  max_connections=4, lease_s=10.0, max_tasks=5, max_held=3)
 T0 = 1000.0
 
 
@@ -30,8 +31,9 @@ def apply(store: dict[str, Any], ops: list[Operation]) -> None:
 
 def rebuild(store: dict[str, Any]) -> tuple[core.SessionMeta, dict[int, core.EventRecord]]:
     meta = store[storage.META_KEY]
-    needed = storage.chunks_needed(meta)
-    return storage.restore(meta, {k: store.get(storage.chunk_key(k)) for k in needed})
+    needed, buckets = storage.keys_needed(meta)
+    return storage.restore(meta, {k: store.get(storage.chunk_key(k)) for k in needed},
+                           {b: store.get(storage.order_key(b)) for b in buckets})
 
 
 class Shell:
@@ -43,19 +45,21 @@ class Shell:
         self.store: dict[str, Any] = {}
         self.writes: list[list[Operation]] = []
 
-    def commit(self, appended: list[int], deleted: list[int]) -> None:
+    def commit(self, appended: list[int], deleted: list[int],
+               buckets: frozenset[int] = frozenset()) -> None:
         for s in deleted:
             self.records.pop(s, None)
-        ops = storage.write_ops(self.meta, self.records, appended, deleted)
+        ops = storage.write_ops(self.meta, self.records, appended, deleted, buckets)
         self.writes.append(ops)
         apply(self.store, ops)
 
-    def deliver(self, eid: str, now: float) -> core.DeliverResult:
-        res = core.deliver(self.meta, core.IncomingEvent(eid, "task_updated", {"n": eid},
-                                                         "t1", None), now, LIM)
+    def deliver(self, eid: str, now: float, version: int | None = None, task: str = "t1",
+                type_: str = "task_updated") -> core.DeliverResult:
+        res = core.deliver(self.meta, core.IncomingEvent(eid, type_, {"n": eid}, task, None,
+                                                         version), now, LIM)
         if res.record is not None:
             self.records[res.record.seq] = res.record
-        self.commit([res.record.seq] if res.record else [], res.delete)
+        self.commit([res.record.seq] if res.record else [], res.delete, res.buckets)
         return res
 
     def ack(self, device: str, seq: int, now: float) -> None:
@@ -70,7 +74,9 @@ def test_deliver_writes_meta_and_one_chunk_in_one_transaction() -> None:
         keys = [k for _, k, _ in ops]
         assert keys[0] == "meta" and len([k for k in keys if k.startswith("c:")]) == 1
     # The meta stays small however long the log: no stamps, no seen ids, no events.
-    assert set(sh.store["meta"]) == {"v", "epoch", "head", "tail", "devices", "conns", "filters"}
+    assert set(sh.store["meta"]) == {"v", "epoch", "head", "tail", "devices", "conns", "filters",
+                                     "order"}
+    assert sh.store["meta"]["order"] == {"stale": 0, "tick": 0, "buckets": [], "held": []}
     assert sorted(sh.store) == ["c:0", "c:1", "meta"]
     assert len(sh.store["c:1"]) == 40 - storage.CHUNK
 
@@ -86,6 +92,41 @@ def test_rebuild_equals_memory_and_keeps_dedup() -> None:
     # A redelivery after the rebuild is still a duplicate with its original seq.
     res = core.deliver(meta, core.IncomingEvent("e7", "task_updated", {}, "t1", None), T0, LIM)
     assert res.status == "duplicate" and res.seq == 8
+
+
+def test_task_versions_live_in_buckets_written_with_the_turn() -> None:
+    sh = Shell()
+    for i, task in enumerate(("a", "b", "c", "d", "e", "f")):  # max_tasks=5: "a" is evicted
+        sh.deliver(f"{task}1", T0 + i, 1, task, "task_created")
+    sh.deliver("c2", T0 + 9, 2, "c", "task_deleted")
+    sh.deliver("d1-again", T0 + 9, 1, "d")  # stale: counted in the meta
+    sh.deliver("e5", T0 + 9, 5, "e")  # held: first seen kept in the meta
+    first = sh.writes[0]
+    assert [k for _, k, _ in first] == ["meta", "c:0", storage.order_key(task_order.bucket_of("a"))]
+    assert sh.store["meta"]["order"]["stale"] == 1
+    assert sh.store["meta"]["order"]["held"] == [["e5", T0 + 9]]
+    # The meta names the used buckets; every bucket key holds only its own tasks.
+    used = sh.store["meta"]["order"]["buckets"]
+    assert sorted(k for k in sh.store if k.startswith("o:")) == sorted(
+        storage.order_key(b) for b in used)
+    meta, records = rebuild(sh.store)
+    assert meta == sh.meta and list(meta.order.tasks) == list(sh.meta.order.tasks) == [
+        "b", "d", "e", "f", "c"]
+    assert records == sh.records
+    # Evicting the last task of a bucket deletes its key.
+    for i in range(5):
+        sh.deliver(f"z{i}", T0 + 20, 1, f"z{i}", "task_created")
+    assert sorted(k for k in sh.store if k.startswith("o:")) == sorted(
+        {storage.order_key(task_order.bucket_of(f"z{i}")) for i in range(5)})
+    assert rebuild(sh.store)[0] == sh.meta
+
+
+def test_a_lost_order_bucket_only_forgets_versions() -> None:
+    sh = Shell()
+    sh.deliver("a1", T0, 1, "a", "task_created")
+    sh.store.pop(storage.order_key(task_order.bucket_of("a")))
+    meta, records = rebuild(sh.store)
+    assert meta.order.tasks == {} and records == sh.records
 
 
 def test_fully_trimmed_chunks_are_deleted() -> None:
@@ -121,6 +162,10 @@ def test_missing_chunk_is_log_lost() -> None:
                      id="foreign-seq"),
         pytest.param({"v": 2, "epoch": "bad epoch", "head": 0, "tail": 1, "devices": {},
                       "conns": {}, "filters": {}}, {}, id="bad-epoch"),
+        pytest.param({"v": 2, "epoch": "e", "head": 0, "tail": 1, "devices": {}, "conns": {},
+                      "filters": {}, "order": {"buckets": [99]}}, {}, id="bad-order-bucket"),
+        pytest.param({"v": 2, "epoch": "e", "head": 0, "tail": 1, "devices": {}, "conns": {},
+                      "filters": {}, "order": {"stale": "x"}}, {}, id="bad-order-meta"),
     ],
 )
 def test_corrupt_storage_is_refused(meta: dict[str, Any], chunks: dict[int, Any]) -> None:
@@ -131,6 +176,8 @@ def test_corrupt_storage_is_refused(meta: dict[str, Any], chunks: dict[int, Any]
 OPS = st.lists(
     st.one_of(
         st.tuples(st.just("deliver"), st.integers(0, 60)),
+        # A versioned event: (id, task, version); the id names the pair so redeliveries match.
+        st.tuples(st.just("versioned"), st.integers(0, 7), st.integers(1, 5)),
         st.tuples(st.just("ack"), st.integers(0, 200)),
     ),
     max_size=160,
@@ -139,19 +186,25 @@ OPS = st.lists(
 
 @settings(max_examples=60, deadline=None)
 @given(OPS)
-def test_any_history_rebuilds_to_the_same_session(ops: list[tuple[str, int]]) -> None:
+def test_any_history_rebuilds_to_the_same_session(ops: list[tuple[Any, ...]]) -> None:
     sh = Shell()
     core.attach(sh.meta, "c1", "gw", "d1", None, T0, LIM)
     sh.commit([], [])
-    for i, (kind, n) in enumerate(ops):
+    for i, (kind, n, *rest) in enumerate(ops):
         if kind == "deliver":
             sh.deliver(f"e{n}", T0 + i)
+        elif kind == "versioned":
+            (version,) = rest
+            sh.deliver(f"t{n}v{version}", T0 + i * 0.25, version, f"t{n}",
+                       "task_deleted" if version == 5 else "task_updated")
         else:
             sh.ack("d1", n, T0 + i)
         meta, records = rebuild(sh.store)
         assert (meta.epoch, meta.head, meta.tail, meta.stamps) == (
             sh.meta.epoch, sh.meta.head, sh.meta.tail, sh.meta.stamps)
         assert meta.devices == sh.meta.devices and meta.conns == sh.meta.conns
+        assert meta.order == sh.meta.order  # versions, LRU order, held events, stale counter
+        assert list(meta.order.tasks) == list(sh.meta.order.tasks)
         assert records == sh.records
         # Every retained event's id stays deduplicated after a rebuild.
         assert {sid for sid, seq in meta.seen} >= {r.id for r in records.values()}

@@ -208,7 +208,30 @@ BAD: list[tuple[str, str, tuple[Any, int, TopicLimits]]] = [
      refuse(E(task(owner_id="o", assignees=["a", "b"])), limits=TopicLimits(max_recipients=2))),
     ("bad_field", "ts-bool", refuse(E({**task(), "ts": True}))),
     ("bad_field", "ts-list", refuse(E({**task(), "ts": [1]}))),
+    ("bad_version", "version-zero", refuse(E({**task(), "version": 0}))),
+    ("bad_version", "version-negative", refuse(E({**task(), "version": -3}))),
+    ("bad_version", "version-bool", refuse(E({**task(), "version": True}))),
+    ("bad_version", "version-float", refuse(E({**task(), "version": 2.0}))),
+    ("bad_version", "version-string", refuse(E({**task(), "version": "2"}))),
+    ("bad_version", "version-null", refuse(E({**task(), "version": None}))),
+    ("bad_version", "version-list", refuse(E({**task(), "version": [2]}))),
+    ("bad_version", "version-2**63", refuse(E({**task(), "version": 2**63}))),
+    ("bad_version", "version-in-data-string",
+     refuse(E('{"type":"task_updated","data":{"id":1},"version":"7"}'))),
 ]
+
+
+@pytest.mark.parametrize(("payload", "version"), [
+    pytest.param(task(), None, id="absent"),
+    pytest.param({**task(), "version": 1}, 1, id="one"),
+    pytest.param({**task(), "version": 2**63 - 1}, 2**63 - 1, id="int64-max"),
+    # The task's own data.version is content: never interpreted, never refused.
+    pytest.param(task(version="etag-7"), None, id="data-version-is-content"),
+    pytest.param({**task(version=3), "version": 9}, 9, id="top-level-wins"),
+    pytest.param(json.dumps({**task(), "version": 4}), 4, id="data-json-string"),
+])
+def test_version_is_the_top_level_key(payload: Any, version: int | None) -> None:
+    assert parse(payload).version == version
 
 
 @pytest.mark.parametrize(("reason", "args"), [(b[0], b[2]) for b in BAD],
