@@ -7,7 +7,6 @@ elsewhere and resume"), detach them from their actors, then let uvicorn finish.
 
 import asyncio
 import logging
-import os
 import re
 from typing import Any
 
@@ -16,7 +15,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway import protocol
 from gateway.app import configure_logging, create_app
-from gateway.config import Settings
+from gateway.config import load_or_exit
 
 log = logging.getLogger("gateway.http")
 
@@ -141,13 +140,13 @@ def _redact(text: str) -> str:
 
 
 def main() -> None:
-    configure_logging()
-    settings = Settings()
+    settings = load_or_exit()
+    configure_logging(settings.log_level)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        host=os.environ.get("TASKSYNC_BIND", "127.0.0.1"),
-        port=int(os.environ.get("APP_PORT", "8001")),
+        host=settings.bind,
+        port=settings.app_port,
         http=head_guard(settings.header_timeout_s, settings.max_header_bytes),
         # The sans-I/O implementation waits while the socket's write buffer is over its
         # high-water mark; the legacy one buffered a non-reading client's frames without limit
@@ -158,7 +157,7 @@ def main() -> None:
         # from our catalogue; uvicorn's own ping would close with a bare 1011 instead.
         ws_ping_interval=None,
         timeout_graceful_shutdown=10,
-        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        log_level=settings.log_level.lower(),
         proxy_headers=False,
     )
     # After uvicorn.Config: it (re)configures its loggers when constructed.

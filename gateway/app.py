@@ -3,7 +3,6 @@
 import asyncio
 import json
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -239,8 +238,8 @@ def _json_size(value: Any) -> int:
         raise InvalidEvent("too_deep", "event nests too deep") from None
 
 
-def configure_logging() -> None:
+def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
+        level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
