@@ -20,15 +20,8 @@ from actors.session_core import (
     IncomingEvent,
     Liveness,
     Routes,
-    _bool,
-    _float,
-    _get,
-    _int,
-    _list,
-    _map,
-    _opt_str,
-    _str,
 )
+from vocab.wire_checks import _bool, _float, _get, _int, _list, _map, _opt_str, _str
 
 _STATUSES: tuple[DeliverStatus, ...] = ("appended", "duplicate", "filtered", "stale", "held")
 _OUTCOMES: tuple[AttachOutcome, ...] = ("ok", "resync", "too_many_connections")

@@ -18,7 +18,7 @@ from typing import Any
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.clients.exceptions import DaprInternalError
 
-from gateway.dapr_trust import ASGIApp, Receive, Scope, Send
+from vocab.dapr_trust import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("actors.dispatch")
 

@@ -19,7 +19,7 @@ from actors.serializers import BytesPassthroughSerializer
 from actors.session_actor import UserSession
 from actors.state_client import STATE
 from actors.wire import pack
-from gateway.dapr_trust import DaprTokenMiddleware
+from vocab.dapr_trust import DaprTokenMiddleware
 
 logging.basicConfig(
     level=os.environ.get("LOG_LEVEL", "INFO"),

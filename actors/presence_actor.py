@@ -8,9 +8,10 @@ from typing import Any
 from actors import presence_core as core
 from actors.interfaces import PresenceInterface
 from actors.session_actor import LIMITS
-from actors.session_core import Liveness, _float, _get, _list, _str
+from actors.session_core import Liveness
 from actors.single_key import SingleKeyActor
 from actors.wire import pack, unpack
+from vocab.wire_checks import _float, _get, _list, _str
 
 
 def _users(req: dict[str, Any]) -> list[str]:

@@ -9,9 +9,9 @@ from typing import Any
 
 from actors import replica_core as core
 from actors.interfaces import ReplicaRegistryInterface
-from actors.session_core import _float, _get, _str
 from actors.single_key import SingleKeyActor
 from actors.wire import pack, unpack
+from vocab.wire_checks import _float, _get, _str
 
 
 def _answer(reg: core.Registry, now: float) -> bytes:

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.session_core import Liveness, _float, _map, _str
+from actors.session_core import Liveness
+from vocab.wire_checks import _float, _map, _str
 
 
 @dataclass

@@ -11,12 +11,23 @@ because a later turn may already have trimmed them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from actors import task_order
+from vocab.filters import Filters
+from vocab.position import Position
+from vocab.wire_checks import (
+    _check_epoch,
+    _float,
+    _get,
+    _int,
+    _list,
+    _map,
+    _opt_str,
+    _str,
+)
 
 __all__ = [
     "AttachOutcome",
@@ -47,88 +58,12 @@ __all__ = [
 
 WIRE_VERSION = 1
 
-_EPOCH_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Canonical decimal only (no sign, no leading zeros, ASCII digits) so str(parse(t)) == t; 19 digits
-# covers int64 and keeps hostile input from reaching int() with huge strings.
-_POSITION_RE = re.compile(r"([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,18})")
 
 Routes: TypeAlias = dict[str, list[str]]
 """replica -> sorted conn ids (every registered connection; callers skip dead replicas)."""
 
 DeliverStatus: TypeAlias = Literal["appended", "duplicate", "filtered", "stale", "held"]
 AttachOutcome: TypeAlias = Literal["ok", "resync", "too_many_connections"]
-
-
-# --- wire helpers: stored JSON may be old, hand-edited or corrupt, so fail loudly on bad shapes ---
-
-
-def _get(d: Mapping[str, Any], key: str) -> Any:
-    if key not in d:
-        raise ValueError(f"missing field {key!r}")
-    return d[key]
-
-
-def _int(v: Any, what: str) -> int:
-    # bool is an int subclass; a stored True must not become seq 1.
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{what}: expected int, got {type(v).__name__}")
-    return v
-
-
-def _float(v: Any, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError(f"{what}: expected number, got {type(v).__name__}")
-    return float(v)
-
-
-def _bool(v: Any, what: str) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"{what}: expected bool, got {type(v).__name__}")
-    return v
-
-
-def _str(v: Any, what: str) -> str:
-    if not isinstance(v, str):
-        raise ValueError(f"{what}: expected str, got {type(v).__name__}")
-    return v
-
-
-def _opt_str(v: Any, what: str) -> str | None:
-    return None if v is None else _str(v, what)
-
-
-def _list(v: Any, what: str) -> list[Any]:
-    # msgpack may hand back tuples (use_list=False); accept both.
-    if not isinstance(v, list | tuple):
-        raise ValueError(f"{what}: expected list, got {type(v).__name__}")
-    return list(v)
-
-
-def _map(v: Any, what: str) -> dict[str, Any]:
-    if not isinstance(v, Mapping) or not all(isinstance(k, str) for k in v):
-        raise ValueError(f"{what}: expected object with string keys")
-    return dict(v)
-
-
-def _str_set(v: Any, what: str) -> frozenset[str] | None:
-    if v is None:
-        return None
-    # The client protocol lets ids be numbers; store them as the strings events carry.
-    return frozenset(
-        str(x) if isinstance(x, int) and not isinstance(x, bool) else _str(x, what)
-        for x in _list(v, what)
-    )
-
-
-def _sorted_or_none(s: frozenset[str] | None) -> list[str] | None:
-    # Sorted so the stored JSON is stable (equal filters -> equal bytes).
-    return None if s is None else sorted(s)
-
-
-def _check_epoch(epoch: Any) -> str:
-    if not isinstance(epoch, str) or _EPOCH_RE.fullmatch(epoch) is None:
-        raise ValueError(f"bad epoch {epoch!r}: want 1..64 chars of [A-Za-z0-9_-]")
-    return epoch
 
 
 # --- value types ---
@@ -199,43 +134,6 @@ class Limits:
             max_tasks=_int(d.get("max_tasks", base.max_tasks), "max_tasks"),
             max_held=_int(d.get("max_held", base.max_held), "max_held"),
             hold_s=_float(d.get("hold_s", base.hold_s), "hold_s"),
-        )
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Persisted per-user filter. ``None`` in a dimension means no restriction there; an empty
-    set is a real restriction that matches nothing."""
-
-    types: frozenset[str] | None = None
-    task_ids: frozenset[str] | None = None
-    list_ids: frozenset[str] | None = None
-
-    def matches(self, event_type: str, task_id: str | None, list_id: str | None) -> bool:
-        if self.types is not None and event_type not in self.types:
-            return False
-        # An event without a task/list cannot satisfy a filter that asks for specific ones.
-        if self.task_ids is not None and (task_id is None or task_id not in self.task_ids):
-            return False
-        return self.list_ids is None or (list_id is not None and list_id in self.list_ids)
-
-    def is_empty(self) -> bool:
-        return self.types is None and self.task_ids is None and self.list_ids is None
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "types": _sorted_or_none(self.types),
-            "task_ids": _sorted_or_none(self.task_ids),
-            "list_ids": _sorted_or_none(self.list_ids),
-        }
-
-    @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> Filters:
-        # Missing keys mean "any", matching the client protocol where every list is optional.
-        return cls(
-            types=_str_set(d.get("types"), "filters.types"),
-            task_ids=_str_set(d.get("task_ids"), "filters.task_ids"),
-            list_ids=_str_set(d.get("list_ids"), "filters.list_ids"),
         )
 
 
@@ -443,37 +341,6 @@ class SessionMeta:
 def new_session(epoch: str) -> SessionMeta:
     """A fresh, empty log. The epoch must be new (random) so old positions cannot match it."""
     return SessionMeta(epoch=_check_epoch(epoch), head=0, tail=1)
-
-
-@dataclass(frozen=True)
-class Position:
-    """``epoch:seq`` = the client has processed everything up to and including ``seq``."""
-
-    epoch: str
-    seq: int
-
-    def __post_init__(self) -> None:
-        _check_epoch(self.epoch)
-        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 0:
-            raise ValueError(f"bad position seq {self.seq!r}")
-
-    @staticmethod
-    def parse(text: str) -> Position:
-        """Parse ``"epoch:seq"``; ValueError on anything but the canonical form."""
-        m = _POSITION_RE.fullmatch(text) if isinstance(text, str) else None
-        if m is None:
-            raise ValueError(f"bad position {text!r}")
-        return Position(m.group(1), int(m.group(2)))
-
-    def __str__(self) -> str:
-        return f"{self.epoch}:{self.seq}"
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seq": self.seq}
-
-    @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> Position:
-        return cls(epoch=_str(_get(d, "epoch"), "epoch"), seq=_int(_get(d, "seq"), "seq"))
 
 
 @dataclass(frozen=True)

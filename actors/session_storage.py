@@ -21,15 +21,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from actors import task_order
-from actors.session_core import (
-    WIRE_VERSION,
-    EventRecord,
-    SessionMeta,
-    _get,
-    _int,
-    _map,
-)
+from actors.session_core import WIRE_VERSION, EventRecord, SessionMeta
 from actors.state_client import Operation
+from vocab.wire_checks import _get, _int, _map
 
 STORAGE_VERSION = 2
 CHUNK = 32

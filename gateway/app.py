@@ -19,7 +19,6 @@ from gateway.actor_client import ActorUnavailable
 from gateway.auth import AuthConfig
 from gateway.config import Settings
 from gateway.context import Context
-from gateway.dapr_trust import DaprTokenMiddleware
 from gateway.forwards import ForwardBatch
 from gateway.peers import FORWARD_PATH
 from gateway.topic_schema import (
@@ -31,6 +30,7 @@ from gateway.topic_schema import (
 )
 from gateway.transport_sse import sse_endpoint, sse_post
 from gateway.transport_ws import websocket_endpoint
+from vocab.dapr_trust import DaprTokenMiddleware
 
 log = logging.getLogger("gateway")
 STATIC = Path(__file__).resolve().parent / "static"

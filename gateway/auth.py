@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 from jwt import PyJWK
 
-from gateway.topic_schema import USER_ID_RE
+from vocab.ids import USER_ID_RE
 
 ASYMMETRIC = ("RS256", "ES256")
 SUB_MAX = 128

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors.session_core import EventRecord, _get, _list, _map, _str
+from actors.session_core import EventRecord
+from vocab.wire_checks import _get, _list, _map, _str
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 resume position. Each transport turns a refusal into its own answer (a close code for /ws, an
 HTTP status for /sse)."""
 
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,8 +9,7 @@ from dataclasses import dataclass
 from actors.session_core import Position
 from gateway import protocol
 from gateway.auth import AuthConfig, AuthError, Identity, verify
-
-DEVICE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+from vocab.ids import valid_device
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def check_connect(
         close = protocol.TOKEN_EXPIRED if e.code == "token_expired" else protocol.UNAUTHORIZED
         raise ConnectRefused(close, 401, e.code, e.message) from e
     device = query.get("device") or uuid.uuid4().hex[:16]
-    if not DEVICE_RE.match(device):
+    if not valid_device(device):
         raise ConnectRefused(protocol.PROTOCOL_ERROR, 400, "bad_field", "bad device id")
     if since is not None:
         try:

@@ -13,6 +13,27 @@ from typing import Any, Literal, NoReturn, get_args
 
 import msgpack
 
+# The close-code catalogue and event types are the shared vocabulary's (re-exported here).
+from vocab.closecodes import CLOSE_CODES as CLOSE_CODES
+from vocab.closecodes import FORBIDDEN_ORIGIN as FORBIDDEN_ORIGIN
+from vocab.closecodes import FRAME_TOO_LARGE as FRAME_TOO_LARGE
+from vocab.closecodes import HANDSHAKE_TIMEOUT as HANDSHAKE_TIMEOUT
+from vocab.closecodes import HEARTBEAT_TIMEOUT as HEARTBEAT_TIMEOUT
+from vocab.closecodes import INTERNAL_ERROR as INTERNAL_ERROR
+from vocab.closecodes import NORMAL as NORMAL
+from vocab.closecodes import PROTOCOL_ERROR as PROTOCOL_ERROR
+from vocab.closecodes import RATE_LIMITED as RATE_LIMITED
+from vocab.closecodes import SERVER_SHUTDOWN as SERVER_SHUTDOWN
+from vocab.closecodes import SLOW_CONSUMER as SLOW_CONSUMER
+from vocab.closecodes import TOKEN_EXPIRED as TOKEN_EXPIRED
+from vocab.closecodes import TOO_MANY_CONNECTIONS as TOO_MANY_CONNECTIONS
+from vocab.closecodes import UNAUTHORIZED as UNAUTHORIZED
+from vocab.closecodes import UNAVAILABLE as UNAVAILABLE
+from vocab.closecodes import CloseCode as CloseCode
+from vocab.events import EVENT_TYPES as EVENT_TYPES
+from vocab.events import SUBPROTOCOL_JSON as SUBPROTOCOL_JSON
+from vocab.events import SUBPROTOCOL_MSGPACK as SUBPROTOCOL_MSGPACK
+
 Encoding = Literal["json", "msgpack"]
 Scope = Literal["connection", "user"]
 ErrorCode = Literal[
@@ -20,13 +41,8 @@ ErrorCode = Literal[
     "filter_too_large", "bad_token", "unavailable",
 ]
 
-SUBPROTOCOL_JSON = "tasksync.json.v1"
-SUBPROTOCOL_MSGPACK = "tasksync.msgpack.v1"
 
 ERROR_CODES: frozenset[str] = frozenset(get_args(ErrorCode))
-EVENT_TYPES: frozenset[str] = frozenset(
-    {"task_created", "task_updated", "task_deleted", "task_completed"}
-)
 SCOPES: frozenset[str] = frozenset({"connection", "user"})
 MAX_TOKEN = 8192
 MAX_FILTER_ID = 128
@@ -355,50 +371,6 @@ def error(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
 
 
-# -- close codes --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CloseCode:
-    code: int
-    name: str
-    reconnect: bool
-    resume: bool  # False where the docs have a dash: no reconnect, so nothing to resume
-    action: str
-
-
-NORMAL = CloseCode(1000, "normal", False, False, "closed on purpose")
-FRAME_TOO_LARGE = CloseCode(1009, "frame_too_large", True, True, "fix the sender, reconnect")
-UNAUTHORIZED = CloseCode(4001, "unauthorized", False, False, "get a valid token first")
-TOKEN_EXPIRED = CloseCode(4002, "token_expired", True, True, "refresh the token, then reconnect")
-FORBIDDEN_ORIGIN = CloseCode(4003, "forbidden_origin", False, False, "page origin not allowed")
-PROTOCOL_ERROR = CloseCode(
-    4004, "protocol_error", True, True, "repeated malformed frames; reconnect with backoff"
-)
-RATE_LIMITED = CloseCode(4008, "rate_limited", True, True, "back off, reconnect")
-TOO_MANY_CONNECTIONS = CloseCode(
-    4009, "too_many_connections", True, True, "back off (another device/tab must close first)"
-)
-SLOW_CONSUMER = CloseCode(
-    4010, "slow_consumer", True, True, "reconnect at once and resume: nothing is lost"
-)
-SERVER_SHUTDOWN = CloseCode(
-    4011, "server_shutdown", True, True,
-    "replica going away: reconnect (any replica) at once and resume",
-)
-HEARTBEAT_TIMEOUT = CloseCode(
-    4012, "heartbeat_timeout", True, True, "no frame within the heartbeat timeout"
-)
-HANDSHAKE_TIMEOUT = CloseCode(4013, "handshake_timeout", True, True, "handshake too slow")
-INTERNAL_ERROR = CloseCode(4500, "internal_error", True, True, "back off, reconnect")
-UNAVAILABLE = CloseCode(4503, "unavailable", True, True, "session store unreachable, back off")
-
-CLOSE_CODES: dict[int, CloseCode] = {
-    c.code: c
-    for c in (
-        NORMAL, FRAME_TOO_LARGE, UNAUTHORIZED, TOKEN_EXPIRED, FORBIDDEN_ORIGIN, PROTOCOL_ERROR,
-        RATE_LIMITED, TOO_MANY_CONNECTIONS, SLOW_CONSUMER, SERVER_SHUTDOWN, HEARTBEAT_TIMEOUT,
-        HANDSHAKE_TIMEOUT, INTERNAL_ERROR, UNAVAILABLE,
-    )
-}
 
 
 # -- SSE ----------------------------------------------------------------------------------------

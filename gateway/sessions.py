@@ -13,8 +13,9 @@ from typing import Any, Protocol, TypeVar
 
 from actors import contract as c
 from actors.presence_core import SHARDS, shard_of
-from actors.session_core import Filters, IncomingEvent, Liveness, _float, _list, _map, _str
+from actors.session_core import Filters, IncomingEvent, Liveness
 from gateway.actor_client import ActorUnavailable, DaprClient
+from vocab.wire_checks import _float, _list, _map, _str
 
 USER_SESSION = "UserSession"
 PRESENCE = "Presence"

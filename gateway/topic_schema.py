@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from gateway.protocol import EVENT_TYPES
+from vocab.ids import USER_ID_RE
 
-USER_ID_RE = re.compile(r"[A-Za-z0-9_.@:-]{1,128}")
 MAX_ID = 128
 TOP_LEVEL_KEYS = frozenset({"event_id", "audience", "type", "data", "ts", "version"})
 AUDIENCE_FIELDS = ("owner_id", "assignees", "shared_with")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -19,8 +18,8 @@ from clients.pyclient.handlers import EventStream
 from clients.pyclient.links import Encoding, Frame, TransportName
 from clients.pyclient.position import AckCoalescer, Position, PositionTracker
 from clients.pyclient.runtime import Runtime
+from vocab.ids import valid_device
 
-DEVICE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 TRANSPORTS: tuple[TransportName, ...] = ("websocket", "sse")
 
 
@@ -75,7 +74,7 @@ class TaskSyncClient(Runtime):
         # Not from rng: clients seeded alike (tests) must still be distinct devices, or they
         # would share one ack cursor at the server.
         dev = device or secrets.token_hex(8)
-        if not DEVICE_RE.match(dev):
+        if not valid_device(dev):
             raise ValueError("device must be 1-64 chars of [A-Za-z0-9_.:-]")
         super().__init__()
         self._urls = [u.rstrip("/") for u in urls]

@@ -21,7 +21,7 @@ from clients.pyclient.backoff import Backoff
 from clients.pyclient.handlers import EventStream, Registry, call
 from clients.pyclient.links import Encoding, Frame, SseLink, TransportName, WsLink
 from clients.pyclient.position import AckCoalescer, PositionTracker
-from gateway.protocol import EVENT_TYPES
+from vocab.events import EVENT_TYPES
 
 log = logging.getLogger("clients.pyclient")
 

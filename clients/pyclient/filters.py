@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from gateway.protocol import EVENT_TYPES
+from vocab.events import EVENT_TYPES
 
 Scope = Literal["connection", "user"]
 FILTER_KEYS = ("types", "task_ids", "list_ids")

@@ -21,7 +21,7 @@ from websockets.typing import Subprotocol
 
 from clients.pyclient.closecodes import code_for_name
 from clients.pyclient.sse import SseComment, SseParser
-from gateway.protocol import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK
+from vocab.events import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK
 
 log = logging.getLogger("clients.pyclient")
 

@@ -2,30 +2,9 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from vocab.position import Position
 
-# Same canonical form the server accepts (actors/session_core.py): anything else is refused.
-_POSITION_RE = re.compile(r"([A-Za-z0-9_-]{1,64}):(0|[1-9][0-9]{0,18})")
-
-
-@dataclass(frozen=True)
-class Position:
-    """``epoch:seq`` = everything up to and including ``seq`` of that epoch was processed."""
-
-    epoch: str
-    seq: int
-
-    @staticmethod
-    def parse(text: str) -> Position:
-        m = _POSITION_RE.fullmatch(text)
-        if m is None:
-            raise ValueError(f"bad position {text!r}: want '<epoch>:<seq>'")
-        return Position(m.group(1), int(m.group(2)))
-
-    def __str__(self) -> str:
-        return f"{self.epoch}:{self.seq}"
-
+__all__ = ["Position", "PositionTracker"]
 
 class PositionTracker:
     def __init__(self, initial: Position | None = None) -> None:

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from gateway.__main__ import RedactTokens, head_guard
-from gateway.dapr_trust import INSECURE_ENV, DaprTokenMiddleware
+from vocab.dapr_trust import INSECURE_ENV, DaprTokenMiddleware
 
 HEAD_TIMEOUT = 0.6
 MAX_HEAD = 2048

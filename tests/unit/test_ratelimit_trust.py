@@ -1,8 +1,8 @@
 import pytest
 
 from actors.fast_dispatch import actor_call
-from gateway.dapr_trust import token_ok
 from gateway.ratelimit import TokenBucket
+from vocab.dapr_trust import token_ok
 
 
 def test_bucket_allows_burst_then_refills() -> None:

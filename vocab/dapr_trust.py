@@ -19,7 +19,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HEADER = b"dapr-api-token"
 INSECURE_ENV = "TASKSYNC_INSECURE_NO_APP_TOKEN"
-log = logging.getLogger("gateway.trust")
+log = logging.getLogger("vocab.trust")
 
 
 def token_ok(expected: str | None, presented: bytes | None) -> bool:

@@ -1,0 +1,41 @@
+"""A resume position: `epoch:seq` in one canonical text form, the same for server and clients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vocab.ids import POSITION_RE
+from vocab.wire_checks import _check_epoch, _get, _int, _str
+
+
+@dataclass(frozen=True)
+class Position:
+    """``epoch:seq`` = the client has processed everything up to and including ``seq``."""
+
+    epoch: str
+    seq: int
+
+    def __post_init__(self) -> None:
+        _check_epoch(self.epoch)
+        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 0:
+            raise ValueError(f"bad position seq {self.seq!r}")
+
+    @staticmethod
+    def parse(text: str) -> Position:
+        """Parse ``"epoch:seq"``; ValueError on anything but the canonical form."""
+        m = POSITION_RE.fullmatch(text) if isinstance(text, str) else None
+        if m is None:
+            raise ValueError(f"bad position {text!r}")
+        return Position(m.group(1), int(m.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.seq}"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seq": self.seq}
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Position:
+        return cls(epoch=_str(_get(d, "epoch"), "epoch"), seq=_int(_get(d, "seq"), "seq"))
