@@ -118,7 +118,7 @@ async def load_step(sys_: System, rec: Recorder, users: list[str], rate: float, 
     s0, lg0, t0 = procstat.sample(procs), procstat.own_cpu(), time.time()
 
     async def fire(i: int) -> None:
-        await sys_.publish(rng.choice(users), {"tag": tag, "i": i, "title": f"task {i}",
+        await sys_.publish(rng.choice(users), {"id": i, "tag": tag, "i": i, "title": f"task {i}",
                                                "sent_at": time.time()})
 
     ok, failed, pace_s = await pace(n, rate, fire)
@@ -200,7 +200,7 @@ async def broadcast(sys_: System, rec: Recorder, users: list[str], k: int) -> di
     tag = f"bc-{k}"
     lat = rec.watch(tag)
     sent = time.time()
-    await bounded(sys_.broadcast(users, {"tag": tag, "i": 0, "sent_at": sent}))
+    await bounded(sys_.broadcast(users, {"id": 0, "tag": tag, "i": 0, "sent_at": sent}))
     end = time.monotonic() + 30
     while len(lat) < len(users) and time.monotonic() < end:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
@@ -221,7 +221,8 @@ async def resume(sys_: System, rec: Recorder, user: str, missed: int) -> dict[st
 
     c = await sys_.open(user, 0)
     start_reader(sys_, c, sink)
-    await bounded(sys_.publish(user, {"tag": f"rs-{user}", "i": -1, "sent_at": time.time()}))
+    first = {"id": 0, "tag": f"rs-{user}", "i": -1, "sent_at": time.time()}
+    await bounded(sys_.publish(user, first))
     for _ in range(100):
         if got:
             break
@@ -230,7 +231,7 @@ async def resume(sys_: System, rec: Recorder, user: str, missed: int) -> dict[st
     await close_all([c])
     got.clear()
     ok, _, _ = await pace(missed, 2000, lambda i: sys_.publish(
-        user, {"tag": f"rs-{user}", "i": i, "sent_at": time.time()}), 32)
+        user, {"id": i, "tag": f"rs-{user}", "i": i, "sent_at": time.time()}), 1)
     await asyncio.sleep(3)  # let the system store them (not part of the measure)
     t0 = time.time()
     c2 = await asyncio.wait_for(sys_.open(user, 1, pos), 60)

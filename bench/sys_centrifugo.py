@@ -86,7 +86,9 @@ class Centrifugo(System):
     def versions(self) -> dict[str, str]:
         r = subprocess.run([str(peers.centrifugo_bin()), "version"], capture_output=True,
                            text=True, timeout=30)
-        return {"centrifugo": r.stdout.strip()}
+        # `go install` leaves the version string unset (the binary says v0.0.0).
+        return {"centrifugo": f"{peers.CENTRIFUGO_VERSION} (go install; binary says "
+                              f"{r.stdout.strip()!r})"}
 
     def logs_with_errors(self) -> list[str]:
         out = []
