@@ -44,7 +44,7 @@ class Plan:
 
 
 def plan_for(a: argparse.Namespace) -> Plan:
-    p = Plan("short", users=200, rates=[50, 200, 800, 1600], step_s=5, fixed=[100],
+    p = Plan("short", users=200, rates=[50, 100, 200, 400, 800, 1600], step_s=5, fixed=[100],
              fixed_s=10, conn_levels=[1000], storm=1000, idle_s=10, broadcasts=2,
              resumes=1) if a.short else Plan("full")
     for k in ("users", "step_s", "fixed_s", "storm", "idle_s", "missed"):
@@ -83,43 +83,64 @@ async def phase(res: dict[str, Any], name: str, coro: Any) -> Any:
 async def connections(s: System, p: Plan, rec: measure.Recorder, res: dict[str, Any]) -> None:
     base_rss = procstat.rss_total(procstat.sample(s.processes()))
     res["idle"] = [await measure.idle(s, min(p.idle_s, 10), 0, base_rss)]
-    conns, times, failed, secs = [], [], 0, 0.0
+    conns, times, failed, secs, errors = [], [], 0, 0.0, {}
     try:
         for level in p.conn_levels:
             users = [f"c-{i}" for i in range(len(conns) + failed, level)]
-            c, t, f, sec = await measure.open_many(s, users, 50, rec)
+            c, t, f, sec = await measure.open_many(s, users, 50, rec, errors=errors)
             conns += c
             times += t
             failed += f
             secs += sec
-            await asyncio.sleep(2)
-            res["idle"].append(await measure.idle(s, p.idle_s, len(conns), base_rss))
+            st = await measure.settle(s, max_s=15)
+            res["idle"].append({**await measure.idle(s, p.idle_s, len(conns), base_rss),
+                                "settled": st})
         res["connect"] = {"target": p.conn_levels[-1], "opened": len(conns), "failed": failed,
-                          "concurrency": 50, "seconds": round(secs, 2),
+                          "errors": errors, "concurrency": 50, "seconds": round(secs, 2),
                           "per_s": round(len(conns) / secs, 1) if secs else None,
                           "p50_ms": measure.pct(times, 50), "p99_ms": measure.pct(times, 99)}
     finally:
         await close_all(conns)
-    await asyncio.sleep(3)
+    res["settle_after_connections"] = await measure.settle(s, max_s=30)
 
 
 async def storm(s: System, p: Plan, rec: measure.Recorder) -> dict[str, Any]:
     users = [f"st-{i}" for i in range(p.storm)]
-    conns, times, failed, secs = await measure.open_many(s, users, None, rec)
+    errors: dict[str, int] = {}
+    conns, times, failed, secs = await measure.open_many(s, users, None, rec, errors=errors)
     await close_all(conns)
-    await asyncio.sleep(3)
-    return {"connections": p.storm, "welcomed": len(conns), "failed": failed,
+    return {"connections": p.storm, "welcomed": len(conns), "failed": failed, "errors": errors,
             "seconds": round(secs, 2), "p50_ms": measure.pct(times, 50),
-            "p99_ms": measure.pct(times, 99), "max_ms": measure.pct(times, 100)}
+            "p99_ms": measure.pct(times, 99), "max_ms": measure.pct(times, 100),
+            "settle_after": await measure.settle(s, max_s=60)}
 
 
 async def load(s: System, p: Plan, rec: measure.Recorder, res: dict[str, Any]) -> None:
+    """Fixed rates, broadcasts and resumes first; the sweep last, since it drives the system
+    into overload and a backlog may outlive it."""
     users = [f"u-{i}" for i in range(p.users)]
-    conns, _, failed, _ = await measure.open_many(s, users, 50, rec)
-    res["load_connections"] = {"users": p.users, "opened": len(conns), "failed": failed}
+    errors: dict[str, int] = {}
+    conns, _, failed, _ = await measure.open_many(s, users, 50, rec, errors=errors)
+    res["load_connections"] = {"users": p.users, "opened": len(conns), "failed": failed,
+                               "errors": errors}
     live = [c.user for c in conns]
     try:
         await measure.load_step(s, rec, live, 20, 2, "warmup")
+        res["fixed"] = []
+        for rate in p.fixed:
+            print(f"     fixed {rate:g}/s", flush=True)
+            tag = f"fixed-{rate:g}"
+            st = await measure.load_step(s, rec, live, rate, p.fixed_s, tag)
+            st["cdf_ms"] = measure.quantiles(rec.lat[tag])
+            res["fixed"].append(st)
+            await measure.settle(s, max_s=15)
+        res["broadcast"] = [await measure.broadcast(s, rec, live, k) for k in range(p.broadcasts)]
+        if s.supports_resume:
+            res["resume"] = []
+            for k in range(p.resumes):
+                r = await phase(res, f"resume-{k}", measure.resume(s, rec, f"rs-{k}", p.missed))
+                if r is not None:
+                    res["resume"].append(r)
         res["sweep"] = []
         fails = 0
         for rate in p.rates:
@@ -131,13 +152,6 @@ async def load(s: System, p: Plan, rec: measure.Recorder, res: dict[str, Any]) -
                 break  # two steps past saturation: the rest only grows a backlog
         ok = [st["rate"] for st in res["sweep"] if measure.saturated_ok(st)]
         res["saturation_rate"] = max(ok) if ok else None
-        res["fixed"] = []
-        for rate in p.fixed:
-            tag = f"fixed-{rate:g}"
-            st = await measure.load_step(s, rec, live, rate, p.fixed_s, tag)
-            st["cdf_ms"] = measure.quantiles(rec.lat[tag])
-            res["fixed"].append(st)
-        res["broadcast"] = [await measure.broadcast(s, rec, live, k) for k in range(p.broadcasts)]
     finally:
         await close_all(conns)
 
@@ -157,12 +171,6 @@ async def run_system(name: str, p: Plan) -> dict[str, Any]:
         await phase(res, "connections", connections(s, p, rec, res))
         res["storm"] = await phase(res, "storm", storm(s, p, rec))
         await phase(res, "load", load(s, p, rec, res))
-        if s.supports_resume:
-            res["resume"] = []
-            for k in range(p.resumes):
-                r = await phase(res, f"resume-{k}", measure.resume(s, rec, f"rs-{k}", p.missed))
-                if r is not None:
-                    res["resume"].append(r)
         res["stray_frames"] = rec.stray
     finally:
         res["log_errors"] = s.logs_with_errors()

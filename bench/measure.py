@@ -151,13 +151,31 @@ def saturated_ok(step: dict[str, Any]) -> bool:
     return step["delivered_ratio"] >= 0.95 and (step["p99_ms"] or 1e9) < 500
 
 
+async def settle(sys_: System, below_pct: float = 25, max_s: float = 30) -> dict[str, float]:
+    """Wait (bounded) until the servers' CPU over 1 s is below `below_pct` of one core, so the
+    aftermath of one phase (backlogs, activations) is not billed to the next."""
+    procs = sys_.processes()
+    t0 = time.monotonic()
+    pct_now = 0.0
+    while time.monotonic() - t0 < max_s:
+        a = procstat.sample(procs)
+        await asyncio.sleep(1)
+        pct_now = 100 * sum(procstat.cpu_delta(a, procstat.sample(procs)).values())
+        if pct_now < below_pct:
+            break
+    return {"settle_s": round(time.monotonic() - t0, 1), "cpu_pct": round(pct_now, 1)}
+
+
 async def open_many(sys_: System, users: list[str], concurrency: int | None, rec: Recorder,
-                    limit_s: float = 30) -> tuple[list[Conn], list[float], int, float]:
-    """Open one connection per user (node = index % 2). -> (conns, connect ms, failed, seconds)"""
+                    limit_s: float = 30, errors: dict[str, int] | None = None,
+                    ) -> tuple[list[Conn], list[float], int, float]:
+    """Open one connection per user (node = index % 2). -> (conns, connect ms, failed, seconds)
+    Failure reasons are counted into `errors`."""
     sem = asyncio.Semaphore(concurrency or len(users) or 1)
     conns: list[Conn] = []
     times: list[float] = []
     failed = 0
+    errs = errors if errors is not None else {}
 
     async def one(i: int, u: str) -> None:
         nonlocal failed
@@ -165,8 +183,10 @@ async def open_many(sys_: System, users: list[str], concurrency: int | None, rec
             t = time.perf_counter()
             try:
                 c = await asyncio.wait_for(sys_.open(u, i % sys_.nodes), limit_s)
-            except Exception:
+            except Exception as e:
                 failed += 1
+                key = f"{type(e).__name__}: {e}"[:120]
+                errs[key] = errs.get(key, 0) + 1
                 return
             times.append((time.perf_counter() - t) * 1000)
             conns.append(start_reader(sys_, c, rec.sink))

@@ -1,6 +1,7 @@
 """python-socketio peer: two uvicorn nodes + Redis; clients speak Engine.IO v4 / Socket.IO v5
 over a raw WebSocket (the python-socketio AsyncClient costs several times more CPU per event)."""
 
+import asyncio
 import json
 import os
 import tempfile
@@ -26,6 +27,10 @@ class SocketIO(System):
         self.nodes_p: list[Proc] = []
         self.ports: list[int] = []
         self.mgr: Any = None
+        # Like the HTTP publishers' pools: at most 32 publishes in flight. redis-py 8's default
+        # pool (100, non-blocking) answers "Too many connections" beyond that, and the manager
+        # then retries once and gives up: lost events on the publish side.
+        self.sem = asyncio.Semaphore(32)
 
     def start(self) -> None:
         py = peers.ensure_venv()
@@ -102,10 +107,12 @@ class SocketIO(System):
                                               write_only=True)
 
     async def publish(self, user: str, data: dict[str, Any]) -> None:
-        await self.mgr.emit("task", data, room=user, namespace="/")
+        async with self.sem:
+            await self.mgr.emit("task", data, room=user, namespace="/")
 
     async def broadcast(self, users: list[str], data: dict[str, Any]) -> None:
-        await self.mgr.emit("task", data, namespace="/")
+        async with self.sem:
+            await self.mgr.emit("task", data, namespace="/")
 
     async def close_publisher(self) -> None:
         self.mgr = None
