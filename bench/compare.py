@@ -33,7 +33,7 @@ class Plan:
     users: int = 1000
     rates: list[float] = field(default_factory=lambda: [50, 100, 200, 400, 800, 1600, 3200])
     step_s: float = 10
-    fixed: list[float] = field(default_factory=lambda: [100, 400])
+    fixed: list[float] = field(default_factory=lambda: [50, 200])
     fixed_s: float = 30
     conn_levels: list[int] = field(default_factory=lambda: [1000, 5000])
     storm: int = 1000
@@ -44,7 +44,7 @@ class Plan:
 
 
 def plan_for(a: argparse.Namespace) -> Plan:
-    p = Plan("short", users=200, rates=[50, 100, 200, 400, 800, 1600], step_s=5, fixed=[100],
+    p = Plan("short", users=200, rates=[50, 100, 200, 400, 800, 1600], step_s=5, fixed=[50],
              fixed_s=10, conn_levels=[1000], storm=1000, idle_s=10, broadcasts=2,
              resumes=1) if a.short else Plan("full")
     for k in ("users", "step_s", "fixed_s", "storm", "idle_s", "missed"):
@@ -133,7 +133,7 @@ async def load(s: System, p: Plan, rec: measure.Recorder, res: dict[str, Any]) -
             st = await measure.load_step(s, rec, live, rate, p.fixed_s, tag)
             st["cdf_ms"] = measure.quantiles(rec.lat[tag])
             res["fixed"].append(st)
-            await measure.settle(s, max_s=15)
+            st["settle_after"] = await measure.settle(s, max_s=60)
         res["broadcast"] = [await measure.broadcast(s, rec, live, k) for k in range(p.broadcasts)]
         if s.supports_resume:
             res["resume"] = []
@@ -141,6 +141,7 @@ async def load(s: System, p: Plan, rec: measure.Recorder, res: dict[str, Any]) -
                 r = await phase(res, f"resume-{k}", measure.resume(s, rec, f"rs-{k}", p.missed))
                 if r is not None:
                     res["resume"].append(r)
+        res["settle_before_sweep"] = await measure.settle(s, max_s=60)
         res["sweep"] = []
         fails = 0
         for rate in p.rates:

@@ -22,27 +22,35 @@ class Http1Pool:
         self.sem = asyncio.Semaphore(size)
         self.all: list[asyncio.StreamWriter] = []
 
-    async def _conn(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if not self.idle.empty():
-            return self.idle.get_nowait()
+    async def _conn(self, reuse: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        if reuse and not self.idle.empty():
+            r, w = self.idle.get_nowait()
+            return r, w, True
         r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), 5)
         self.all.append(w)
-        return r, w
+        return r, w, False
 
     async def post(self, path: str, body: bytes, limit_s: float = 30) -> tuple[int, bytes]:
         async with self.sem:
-            r, w = await self._conn()
-            try:
-                status, data, keep = await asyncio.wait_for(self._roundtrip(r, w, path, body),
-                                                            limit_s)
-            except BaseException:
-                w.close()
-                raise
-            if keep:
-                self.idle.put_nowait((r, w))
-            else:
-                w.close()
-            return status, data
+            for attempt in range(2):
+                r, w, reused = await self._conn(reuse=attempt == 0)
+                try:
+                    status, data, keep = await asyncio.wait_for(
+                        self._roundtrip(r, w, path, body), limit_s)
+                except (HttpError, ConnectionError, asyncio.IncompleteReadError):
+                    w.close()
+                    if reused:  # the server closed an idle keep-alive connection: once more
+                        continue
+                    raise
+                except BaseException:
+                    w.close()
+                    raise
+                if keep:
+                    self.idle.put_nowait((r, w))
+                else:
+                    w.close()
+                return status, data
+            raise HttpError("unreachable")
 
     async def _roundtrip(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, path: str,
                          body: bytes) -> tuple[int, bytes, bool]:

@@ -74,6 +74,8 @@ def rows(systems: dict[str, Any], plan: dict[str, Any]) -> list[tuple[str, str, 
         lambda s: get(s, "storm", "welcomed"))
     add(f"{plan['storm']:,} connecting at once: p99 connect time (ms)", "↓",
         lambda s: get(s, "storm", "p99_ms"))
+    add("after the storm: seconds until the servers are back under 25% CPU (max 60)", "↓",
+        lambda s: get(s, "storm", "settle_after", "settle_s"))
     add(f"resume after {plan['missed']} missed events: reconnect → last event (ms, median)", "↓",
         lambda s: median([r["resume_ms"] for r in s.get("resume", [])]) if "resume" in s
         else None)
@@ -190,7 +192,8 @@ def section(doc: dict[str, Any], src: Path) -> str:
         if tag == "short" else "> Full run. Absolute figures move with the machine's load.",
         "",
         "```sh",
-        f".venv/bin/python -m bench.compare {doc.get('command', '')}".rstrip(),
+        f".venv/bin/python -m bench.compare {doc.get('command', '')}".replace(
+            " --no-report", "").rstrip(),
         "```",
         "",
         f"Raw results: `{src.relative_to(ROOT)}`. Runs: {when}. Machine: {m['nproc']} cores, "
@@ -231,8 +234,18 @@ def section(doc: dict[str, Any], src: Path) -> str:
             out.append(f"- {LABEL[n]}: no resume test (python-socketio has no connection "
                        "state recovery; an app would have to build its own replay).")
         for r in s.get("resume", []):
-            if r["received"] != r["published"] or r["duplicates"] or not r["in_order"]:
+            if r["received"] != r["published"] or r["duplicates"]:
                 out.append(f"- {LABEL[n]}: resume anomaly {r}")
+            if r.get("order_inversions"):
+                out.append(f"- {LABEL[n]}: {r['order_inversions']} adjacent inversions among "
+                           f"{r['received']} events that were published one after the other "
+                           "(delivery order differs from publish order)")
+        for what, d in (("connect ramp", s.get("connect")), ("storm", s.get("storm")),
+                        ("load connections", s.get("load_connections"))):
+            if d and d.get("failed"):
+                errs = "; ".join(f"{c} x `{e}`" for e, c in sorted(d.get("errors", {}).items(),
+                                                                  key=lambda kv: -kv[1])[:3])
+                out.append(f"- {LABEL[n]}: {what}: {d['failed']} connections failed ({errs})")
         for ph, err in (s.get("phase_errors") or {}).items():
             out.append(f"- {LABEL[n]}: phase `{ph}` failed: {err}")
         if s.get("log_errors"):

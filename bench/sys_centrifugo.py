@@ -44,6 +44,9 @@ class Centrifugo(System):
                        "redis": {"address": [f"redis://127.0.0.1:{redis_port}"]}},
             "client": {
                 "token": {"hmac_secret_key": SECRET},
+                # Default 300: a resume of more missed events fails (recovered=false). The same
+                # bound as tasksync's retention (TASKSYNC_RETENTION_EVENTS=1000).
+                "recovery_max_publication_limit": 1000,
                 "subscribe_to_user_personal_channel": {"enabled": True,
                                                        "personal_channel_namespace": NS},
             },
@@ -115,6 +118,8 @@ class Centrifugo(System):
                     if "error" in r:
                         raise RuntimeError(f"connect error: {r['error']}")
                     sub = r["connect"].get("subs", {}).get(channel(user), {})
+                    if position is not None and not sub.get("recovered"):
+                        raise RuntimeError(f"not recovered: {str(sub)[:200]}")
                     pubs = sub.get("publications", [])
                     conn.replayed = [p["data"] for p in pubs]
                     last = pubs[-1].get("offset", 0) if pubs else sub.get("offset", 0)
