@@ -14,7 +14,7 @@ VENV = CACHE / "bench-peers-venv"
 CENTRIFUGO_VERSION = "6.9.1"
 CENTRIFUGO_DIR = CACHE / f"centrifugo-{CENTRIFUGO_VERSION}"
 PEER_PACKAGES = ["python-socketio==5.18.1", "redis==8.1.0", "uvicorn[standard]==0.54.0",
-                 "matplotlib==3.11.2"]
+                 "matplotlib==3.11.2", "aiohttp==3.14.5"]  # aiohttp: AsyncClient, client_cost
 REDIS = "/usr/bin/redis-server"
 
 
