@@ -11,6 +11,7 @@ run in the peers venv because matplotlib is not a project dependency).
 import argparse
 import asyncio
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -101,7 +102,7 @@ async def connections(s: System, p: Plan, rec: measure.Recorder, res: dict[str, 
                           "p50_ms": measure.pct(times, 50), "p99_ms": measure.pct(times, 99)}
     finally:
         await close_all(conns)
-    res["settle_after_connections"] = await measure.settle(s, max_s=30)
+    res["settle_after_connections"] = await measure.settle(s, max_s=90)
 
 
 async def storm(s: System, p: Plan, rec: measure.Recorder) -> dict[str, Any]:
@@ -112,7 +113,7 @@ async def storm(s: System, p: Plan, rec: measure.Recorder) -> dict[str, Any]:
     return {"connections": p.storm, "welcomed": len(conns), "failed": failed, "errors": errors,
             "seconds": round(secs, 2), "p50_ms": measure.pct(times, 50),
             "p99_ms": measure.pct(times, 99), "max_ms": measure.pct(times, 100),
-            "settle_after": await measure.settle(s, max_s=60)}
+            "settle_after": await measure.settle(s, max_s=90)}
 
 
 async def load(s: System, p: Plan, rec: measure.Recorder, res: dict[str, Any]) -> None:
@@ -125,6 +126,7 @@ async def load(s: System, p: Plan, rec: measure.Recorder, res: dict[str, Any]) -
                                "errors": errors}
     live = [c.user for c in conns]
     try:
+        res["settle_after_load_connections"] = await measure.settle(s, max_s=60)
         await measure.load_step(s, rec, live, 20, 2, "warmup")
         res["fixed"] = []
         for rate in p.fixed:
@@ -159,7 +161,8 @@ async def load(s: System, p: Plan, rec: measure.Recorder, res: dict[str, Any]) -
 
 async def run_system(name: str, p: Plan) -> dict[str, Any]:
     s = make(name)
-    res: dict[str, Any] = {"system": name, "nodes": s.nodes}
+    res: dict[str, Any] = {"system": name, "nodes": s.nodes,
+                           "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
     print(f"== {name}: starting", flush=True)
     t0 = time.monotonic()
     await asyncio.to_thread(s.start)
@@ -215,6 +218,7 @@ def main() -> None:
     for name in names:
         doc["systems"][name] = runner(run_system(name, p))
         doc["systems"][name]["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        doc["systems"][name]["command"] = " ".join(sys.argv[1:])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {out}")

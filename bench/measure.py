@@ -152,18 +152,19 @@ def saturated_ok(step: dict[str, Any]) -> bool:
     return step["delivered_ratio"] >= 0.95 and (step["p99_ms"] or 1e9) < 500
 
 
-async def settle(sys_: System, below_pct: float = 25, max_s: float = 30) -> dict[str, float]:
-    """Wait (bounded) until the servers' CPU over 1 s is below `below_pct` of one core, so the
-    aftermath of one phase (backlogs, activations) is not billed to the next."""
+async def settle(sys_: System, below_pct: float = 25, max_s: float = 30,
+                 windows: int = 3) -> dict[str, float]:
+    """Wait (bounded) until the servers' CPU stayed below `below_pct` of one core for `windows`
+    consecutive 1-s windows, so the aftermath of one phase (backlogs, activations, detaches) is
+    not billed to the next."""
     procs = sys_.processes()
     t0 = time.monotonic()
-    pct_now = 0.0
-    while time.monotonic() - t0 < max_s:
+    pct_now, quiet = 0.0, 0
+    while time.monotonic() - t0 < max_s and quiet < windows:
         a = procstat.sample(procs)
         await asyncio.sleep(1)
         pct_now = 100 * sum(procstat.cpu_delta(a, procstat.sample(procs)).values())
-        if pct_now < below_pct:
-            break
+        quiet = quiet + 1 if pct_now < below_pct else 0
     return {"settle_s": round(time.monotonic() - t0, 1), "cpu_pct": round(pct_now, 1)}
 
 

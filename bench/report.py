@@ -192,8 +192,8 @@ def section(doc: dict[str, Any], src: Path) -> str:
         if tag == "short" else "> Full run. Absolute figures move with the machine's load.",
         "",
         "```sh",
-        f".venv/bin/python -m bench.compare {doc.get('command', '')}".replace(
-            " --no-report", "").rstrip(),
+        *sorted({f".venv/bin/python -m bench.compare {s.get('command', doc.get('command', ''))}"
+                 .replace(" --no-report", "").rstrip() for s in systems.values()}),
         "```",
         "",
         f"Raw results: `{src.relative_to(ROOT)}`. Runs: {when}. Machine: {m['nproc']} cores, "
@@ -251,10 +251,16 @@ def section(doc: dict[str, Any], src: Path) -> str:
         if s.get("log_errors"):
             out.append(f"- {LABEL[n]}: {len(s['log_errors'])} error lines in server logs, e.g. "
                        f"`{s['log_errors'][0][:200]}`")
+        if s.get("loadavg_at_start"):
+            out.append(f"- {LABEL[n]}: machine load average at its start "
+                       f"{s['loadavg_at_start']} (1/5/15 min; 2 cores; other work was running)")
         lg = max((st["loadgen_cpu_pct"] for st in s.get("sweep", [])), default=0)
         out.append(f"- {LABEL[n]}: load generator CPU peaked at {lg:.0f}% of one core in the "
                    "sweep (100% would make it the bottleneck).")
-    out += ["", END]
+    out += ["- Load generator client choice: raw Engine.IO/Socket.IO over `websockets` instead of "
+            "python-socketio's AsyncClient (`bench/client_cost.py`: 204 vs 311 µs of load "
+            "generator CPU per event, emit included, 200 clients, 3,000 events).",
+            "", END]
     return "\n".join(out)
 
 
