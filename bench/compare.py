@@ -45,7 +45,7 @@ class Plan:
 
 
 def plan_for(a: argparse.Namespace) -> Plan:
-    p = Plan("short", users=200, rates=[50, 100, 200, 400, 800, 1600], step_s=5, fixed=[50],
+    p = Plan("short", users=200, rates=[50, 100, 200, 400, 800, 1600, 3200], step_s=5, fixed=[50],
              fixed_s=10, conn_levels=[1000], storm=1000, idle_s=10, broadcasts=2,
              resumes=1) if a.short else Plan("full")
     for k in ("users", "step_s", "fixed_s", "storm", "idle_s", "missed"):

@@ -150,16 +150,19 @@ def plots(systems: dict[str, Any], tag: str) -> list[str]:
     files.append(f)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    top = 0.0
+    lo, top = 1e9, 1.0
+    styles = {"tasksync": ("o", "-"), "socketio": ("s", "--"), "centrifugo": ("^", ":")}
     for n in ORDER:
         sw = get(systems.get(n), "sweep") or []
         if sw:
             xs = [st["rate"] for st in sw]
-            top = max(top, *xs)
-            ax.plot(xs, [st["delivered_rate"] for st in sw], marker="o", label=LABEL[n])
-    ax.plot([0, top], [0, top], "k--", alpha=0.4, label="offered")
-    ax.set_xscale("symlog", linthresh=50)
-    ax.set_yscale("symlog", linthresh=50)
+            lo, top = min(lo, *xs), max(top, *xs)
+            ax.plot(xs, [max(1.0, st["delivered_rate"]) for st in sw], marker=styles[n][0],
+                    linestyle=styles[n][1], label=LABEL[n], alpha=0.85)
+    if top > 1:
+        ax.plot([lo, top], [lo, top], "k-", alpha=0.2, lw=4, label="offered")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("offered events/s")
     ax.set_ylabel("delivered events/s")
     ax.set_title("Delivered vs offered rate")
@@ -251,6 +254,10 @@ def section(doc: dict[str, Any], src: Path) -> str:
         if s.get("log_errors"):
             out.append(f"- {LABEL[n]}: {len(s['log_errors'])} error lines in server logs, e.g. "
                        f"`{s['log_errors'][0][:200]}`")
+        sw = s.get("sweep", [])
+        if sw and s.get("saturation_rate") == sw[-1]["rate"] == max(plan["rates"]):
+            out.append(f"- {LABEL[n]}: every sweep step passed: saturation is at or above the "
+                       f"top offered rate ({sw[-1]['rate']:g}/s), not measured beyond it.")
         if s.get("loadavg_at_start"):
             out.append(f"- {LABEL[n]}: machine load average at its start "
                        f"{s['loadavg_at_start']} (1/5/15 min; 2 cores; other work was running)")
