@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import measure, peers, procstat
-from bench.system import System, close_all
+from bench.system import Conn, System, close_all
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -84,7 +84,10 @@ async def phase(res: dict[str, Any], name: str, coro: Any) -> Any:
 async def connections(s: System, p: Plan, rec: measure.Recorder, res: dict[str, Any]) -> None:
     base_rss = procstat.rss_total(procstat.sample(s.processes()))
     res["idle"] = [await measure.idle(s, min(p.idle_s, 10), 0, base_rss)]
-    conns, times, failed, secs, errors = [], [], 0, 0.0, {}
+    conns: list[Conn] = []
+    times: list[float] = []
+    errors: dict[str, int] = {}
+    failed, secs = 0, 0.0
     try:
         for level in p.conn_levels:
             users = [f"c-{i}" for i in range(len(conns) + failed, level)]

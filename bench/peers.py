@@ -44,12 +44,31 @@ def peer_site_packages() -> str:
     return out.stdout.strip()
 
 
-def import_from_peers() -> None:
-    """Let this (project venv) process import python-socketio for the external emitter. Appended
-    last, so every package the project venv already has still comes from the project venv."""
+EMITTER_MODULES = ("redis", "engineio", "socketio")
+
+
+def import_from_peers() -> dict[str, str]:
+    """Import python-socketio and redis-py from the peers venv into this (project venv) process,
+    for the external emitter. The peers venv goes FIRST on sys.path only while these are
+    imported (a redis-py in the project venv must not shadow the peers' one), then is appended
+    last so their lazy imports still resolve. Returns the versions actually imported."""
+    import importlib
+    from importlib.metadata import distributions
+
     sp = peer_site_packages()
+    sys.path.insert(0, sp)
+    try:
+        for m in EMITTER_MODULES:
+            mod = importlib.import_module(m)
+            if not str(getattr(mod, "__file__", "")).startswith(sp):
+                raise RuntimeError(f"{m} imported from {mod.__file__}, not from the peers venv")
+    finally:
+        sys.path.remove(sp)
     if sp not in sys.path:
         sys.path.append(sp)
+    wanted = {"python-socketio", "python-engineio", "redis"}
+    return {d.metadata["Name"]: d.version for d in distributions(path=[sp])
+            if d.metadata["Name"] in wanted}
 
 
 def centrifugo_bin() -> Path:

@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class SocketIO(System):
                              "--ws", "websockets-sansio", "--no-access-log"],
                 env, ROOT, self.run_dir).start())
         for p, port in zip(self.nodes_p, self.ports, strict=True):
-            wait_until(lambda port=port: port_open(port), 60, p.name)
+            wait_until(partial(port_open, port), 60, p.name)
 
     def stop(self) -> None:
         for p in [*self.nodes_p, self.redis]:
@@ -60,10 +61,8 @@ class SocketIO(System):
         return out
 
     def versions(self) -> dict[str, str]:
-        peers.import_from_peers()
-        from importlib.metadata import version
-
-        return {k: version(k) for k in ("python-socketio", "python-engineio", "redis")}
+        return {("redis-py" if k == "redis" else k): v
+                for k, v in peers.import_from_peers().items()}
 
     def logs_with_errors(self) -> list[str]:
         out = []
@@ -101,7 +100,7 @@ class SocketIO(System):
 
     async def open_publisher(self) -> None:
         peers.import_from_peers()
-        import socketio  # type: ignore[import-not-found]
+        import socketio
 
         self.mgr = socketio.AsyncRedisManager(f"redis://127.0.0.1:{self.redis_port}/0",
                                               write_only=True)
