@@ -26,6 +26,7 @@ from devtools.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 DAPR_VERSION = os.environ.get("DAPR_VERSION", "1.18.2")
+PLACEMENT_DISSEMINATE_TIMEOUT = "20s"
 
 
 def dapr_bin_dir() -> Path:
@@ -213,6 +214,12 @@ class Topology:
                 "dapr-placement-0",
                 "--initial-cluster",
                 f"dapr-placement-0=127.0.0.1:{free_port()}",
+                # Longer than the sessions host's drain (drainOngoingCallTimeout 10 s): a daprd
+                # drains in-flight calls before it acks UPDATE, and placement's default 8 s
+                # kicks it mid-round, after which 1.18.2 leaves its actor types blocked for good
+                # (see docs/operations.md). Must stay below daprd's --actors-disseminate-timeout.
+                "--disseminate-timeout",
+                PLACEMENT_DISSEMINATE_TIMEOUT,
                 "--log-level",
                 self.log_level,
             ],
