@@ -24,7 +24,7 @@ class Backoff:
         if uptime >= self.reset_after:
             self.attempt = 0
         self.attempt += 1
-        return min(self.initial * 2 ** (self.attempt - 1), self.maximum)
+        return min(self.initial * 2.0 ** (self.attempt - 1), self.maximum)
 
 
 @dataclass
@@ -47,6 +47,8 @@ class Supervisor:
         self._state: dict[str, Backoff] = {}
         self._pending: dict[str, _Pending] = {}
         self._stop = threading.Event()
+        self._paused = False
+        self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def log(self, msg: str) -> None:
@@ -61,8 +63,15 @@ class Supervisor:
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
         self._thread.start()
 
+    def pause(self) -> None:
+        """Returns only when no restart can happen any more. The thread lives on until stop():
+        the children it restarted get SIGTERM when it exits (PR_SET_PDEATHSIG is per thread),
+        which would break the orderly stop."""
+        with self._busy:
+            self._paused = True
+
     def stop(self) -> None:
-        """Returns only when no restart can happen any more."""
+        self.pause()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
@@ -70,11 +79,12 @@ class Supervisor:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            for p in self.procs():
-                try:
-                    self.check(p, time.monotonic())
-                except Exception as e:  # keep supervising the others
-                    self.log(f"{p.name}: restart failed: {e!r}")
+            with self._busy:
+                for p in self.procs() if not self._paused else []:
+                    try:
+                        self.check(p, time.monotonic())
+                    except Exception as e:  # keep supervising the others
+                        self.log(f"{p.name}: restart failed: {e!r}")
 
     def check(self, p: Proc, now: float) -> None:
         # Never wait on a Proc a stop/kill/start holds: it is being handled deliberately.

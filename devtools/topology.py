@@ -323,7 +323,7 @@ class Topology:
 
     def stop(self) -> None:
         if self.supervisor is not None:
-            self.supervisor.stop()  # first, so nothing comes back while we stop
+            self.supervisor.pause()  # first, so nothing comes back while we stop
         # Apps in reverse dapr.yaml order, one app-id at a time (gateways drain through the
         # sessions host), replicas in parallel; then every daprd, then placement and Redis.
         app_ids = list(dict.fromkeys(a.app_id for a in self.apps.values()))
@@ -331,6 +331,8 @@ class Topology:
             stop_all([a.app for a in self.replicas(app_id) if a.app is not None])
         stop_all([a.sidecar for a in self.apps.values() if a.sidecar is not None])
         stop_all([p for p in (self.placement, self.redis) if p is not None])
+        if self.supervisor is not None:
+            self.supervisor.stop()
 
     def describe(self) -> dict[str, Any]:
         return {
