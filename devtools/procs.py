@@ -6,19 +6,23 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+# Loaded once here: the supervisor forks from a thread, and a dlopen between fork and exec
+# could deadlock on a lock another thread held.
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 def _die_with_parent() -> None:
     # Runs in the child before exec: new process group (so killpg reaches everything it
     # spawns) and SIGTERM when the parent dies, so a killed test run leaves no orphans.
+    # (The "parent" is the forking thread: the supervisor thread must outlive its children.)
     os.setsid()
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -51,8 +55,18 @@ class Proc:
         self.name, self.argv, self.env, self.cwd = name, argv, env, cwd
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
+        # wanted: should be running (a supervisor restarts it only then). The lock keeps a
+        # supervisor restart from racing a deliberate stop/kill/start.
+        self.wanted = False
+        self.started_at = 0.0
+        self.starts = 0
+        self.lock = threading.RLock()
 
     def start(self) -> "Proc":
+        with self.lock:
+            return self._start()
+
+    def _start(self) -> "Proc":
         log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
             self.argv,
@@ -64,6 +78,8 @@ class Proc:
             preexec_fn=_die_with_parent,
         )
         log.close()
+        self.wanted, self.started_at = True, time.monotonic()
+        self.starts += 1
         return self
 
     @property
@@ -75,27 +91,60 @@ class Proc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, sig)
 
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen is not None else None
+
     def stop(self, grace: float = 8.0) -> None:
-        if self.popen is None:
-            return
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.popen.wait(timeout=5)
-        # Anything left in the group (grandchildren) goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+        stop_all([self], grace)
 
     def kill(self) -> None:
-        """Crash it: SIGKILL, no cleanup."""
-        self.signal(signal.SIGKILL)
-        if self.popen is not None:
-            self.popen.wait(timeout=5)
+        """Crash it on purpose: SIGKILL, no cleanup, and no supervisor restart."""
+        with self.lock:
+            self.wanted = False
+            self.signal(signal.SIGKILL)
+            if self.popen is not None:
+                self.popen.wait(timeout=5)
 
     def tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def stop_all(procs: Iterable[Proc], grace: float = 8.0) -> None:
+    """SIGTERM all at once, wait for all under one deadline, SIGKILL what is left: stopping N
+    processes costs the slowest one's grace, not the sum."""
+    procs = [p for p in procs if p.popen is not None]
+    for p in procs:
+        p.lock.acquire()
+        p.wanted = False
+    try:
+        for p in procs:
+            p.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for p in procs:
+            assert p.popen is not None
+            try:
+                p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.signal(signal.SIGKILL)
+                p.popen.wait(timeout=5)
+            # Anything left in the group (grandchildren) goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.popen.pid, signal.SIGKILL)
+    finally:
+        for p in procs:
+            p.lock.release()
+
+
+def exit_reason(code: int | None) -> str:
+    if code is None:
+        return "running"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"

@@ -1,7 +1,12 @@
 """The local topology: Redis, placement, and every app of dapr.yaml with its own daprd.
 
-Used by the run command (fixed ports from dapr.yaml) and by the test suite (every port replaced by a
-free one, own data directory), so a demo and any number of test runs never collide.
+Used by the run command (fixed ports from dapr.yaml, supervision and Redis AOF on) and by the test
+suite (every port replaced by a free one, own data directory, no supervision: fault tests kill and
+restart processes by name themselves), so a demo and any number of test runs never collide.
+
+Process names: `<appID>-<TASKSYNC_REPLICA_ID>` when the app sets a replica id (gateway-gw-a,
+sessions-s1), else the app-id (producer). Methods taking a name also accept an app-id that names
+several replicas ("sessions" = every sessions replica).
 """
 
 import json
@@ -16,10 +21,12 @@ from typing import Any
 
 import yaml
 
-from devtools.procs import Proc, free_port, port_open, wait_until
+from devtools.procs import Proc, free_port, port_open, stop_all, wait_until
+from devtools.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 DAPR_VERSION = os.environ.get("DAPR_VERSION", "1.18.2")
+PLACEMENT_DISSEMINATE_TIMEOUT = "20s"
 
 
 def dapr_bin_dir() -> Path:
@@ -52,7 +59,14 @@ class AppSpec:
 
 
 class Topology:
-    def __init__(self, run_dir: Path, fixed_ports: bool, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        fixed_ports: bool,
+        extra_env: dict[str, str] | None = None,
+        supervise: bool = False,
+        redis_aof: bool = False,
+    ):
         self.run_dir = run_dir
         self.fixed = fixed_ports
         self.extra_env = extra_env or {}
@@ -90,6 +104,36 @@ class Topology:
         self.placement: Proc | None = None
         self.data_dir = run_dir / "data"
         self.log_dir = run_dir / "logs"
+        self.redis_aof = redis_aof
+        self.supervisor = (
+            Supervisor(self.procs, self.log_dir / "supervisor.log")
+            if supervise
+            else None
+        )
+
+    def procs(self) -> list[Proc]:
+        ps = [self.redis, self.placement]
+        ps += [p for a in self.apps.values() for p in (a.app, a.sidecar)]
+        return [p for p in ps if p is not None]
+
+    def names(self, name: str) -> list[str]:
+        """A process name, or an app-id standing for all of its replicas."""
+        if name in self.apps:
+            return [name]
+        found = [n for n, a in self.apps.items() if a.app_id == name]
+        if not found:
+            raise KeyError(name)
+        return found
+
+    def replicas(self, app_id: str) -> list[AppSpec]:
+        return [self.apps[n] for n in self.names(app_id)]
+
+    def any_alive(self, app_id: str) -> AppSpec:
+        """A replica whose daprd runs (any daprd can call any actor through placement)."""
+        for a in self.replicas(app_id):
+            if a.sidecar is not None and a.sidecar.alive:
+                return a
+        raise RuntimeError(f"no {app_id} replica is running")
 
     # -- environment -----------------------------------------------------------------------
     def _base_env(self) -> dict[str, str]:
@@ -137,8 +181,12 @@ class Topology:
                 str(d),
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                # AOF (fsync once a second): a restarted Redis comes back with its data.
+                *(
+                    ["--appendonly", "yes", "--appendfsync", "everysec"]
+                    if self.redis_aof
+                    else ["--appendonly", "no"]
+                ),
             ],
             self._base_env(),
             ROOT,
@@ -168,6 +216,12 @@ class Topology:
                 "dapr-placement-0",
                 "--initial-cluster",
                 f"dapr-placement-0=127.0.0.1:{free_port()}",
+                # Longer than the sessions host's drain (drainOngoingCallTimeout 10 s): a daprd
+                # drains in-flight calls before it acks UPDATE, and placement's default 8 s
+                # kicks it mid-round, after which 1.18.2 leaves its actor types blocked for good
+                # (see docs/operations.md). Must stay below daprd's --actors-disseminate-timeout.
+                "--disseminate-timeout",
+                PLACEMENT_DISSEMINATE_TIMEOUT,
                 "--log-level",
                 self.log_level,
             ],
@@ -180,6 +234,10 @@ class Topology:
         )
 
     def start_app(self, name: str) -> None:
+        for n in self.names(name):
+            self._start_app(n)
+
+    def _start_app(self, name: str) -> None:
         a = self.apps[name]
         a.app = Proc(f"{name}.app", a.command, self._app_env(a), ROOT, self.log_dir).start()
         a.sidecar = Proc(
@@ -222,6 +280,10 @@ class Topology:
         ).start()
 
     def wait_app(self, name: str, timeout: float = 90) -> None:
+        for n in self.names(name):
+            self._wait_app(n, timeout)
+
+    def _wait_app(self, name: str, timeout: float) -> None:
         a = self.apps[name]
 
         def ready() -> bool:
@@ -236,16 +298,18 @@ class Topology:
         wait_until(ready, timeout, f"{name} (app + daprd + actor probe)", interval=0.2)
 
     def stop_app(self, name: str) -> None:
-        a = self.apps[name]
-        for p in (a.app, a.sidecar):
-            if p is not None:
-                p.stop()
+        """SIGTERM: the apps first (they drain through their daprd), then their daprds."""
+        apps = [self.apps[n] for n in self.names(name)]
+        stop_all([a.app for a in apps if a.app is not None])
+        stop_all([a.sidecar for a in apps if a.sidecar is not None])
 
     def kill_app(self, name: str) -> None:
-        a = self.apps[name]
-        for p in (a.app, a.sidecar):
-            if p is not None:
-                p.kill()
+        """SIGKILL app and daprd; a supervisor leaves them down (use start_app)."""
+        for n in self.names(name):
+            a = self.apps[n]
+            for p in (a.app, a.sidecar):
+                if p is not None:
+                    p.kill()
 
     def start(self, names: list[str] | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -256,20 +320,34 @@ class Topology:
             self.start_app(n)
         for n in names:
             self.wait_app(n)
+        if self.supervisor is not None:
+            self.supervisor.start()  # after readiness: a start that fails still fails fast
 
     def stop(self) -> None:
-        for name in reversed(list(self.apps)):
-            self.stop_app(name)
-        for p in (self.placement, self.redis):
-            if p is not None:
-                p.stop()
+        if self.supervisor is not None:
+            self.supervisor.pause()  # first, so nothing comes back while we stop
+        # Apps in reverse dapr.yaml order, one app-id at a time (gateways drain through the
+        # sessions host), replicas in parallel; then every daprd, then placement and Redis.
+        app_ids = list(dict.fromkeys(a.app_id for a in self.apps.values()))
+        for app_id in reversed(app_ids):
+            stop_all([a.app for a in self.replicas(app_id) if a.app is not None])
+        stop_all([a.sidecar for a in self.apps.values() if a.sidecar is not None])
+        stop_all([p for p in (self.placement, self.redis) if p is not None])
+        if self.supervisor is not None:
+            self.supervisor.stop()
 
     def describe(self) -> dict[str, Any]:
         return {
             "redis": self.redis_port,
             "placement": self.placement_port,
             "apps": {
-                n: {"app": a.app_port, "dapr_http": a.http_port} for n, a in self.apps.items()
+                n: {
+                    "app_id": a.app_id,
+                    "app": a.app_port,
+                    "dapr_http": a.http_port,
+                    "dapr_grpc": a.grpc_port,
+                }
+                for n, a in self.apps.items()
             },
         }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up and start the whole local system (Redis, placement, sessions host, two gateway replicas,
-# demo producer), print where to connect, and stop everything on Ctrl-C.
+# Set up and start the whole local system (Redis with AOF, placement, two sessions hosts, two
+# gateway replicas, demo producer), print where to connect and how to publish (.run/producer.env),
+# restart any process that crashes (logged in .run/logs/supervisor.log), stop everything on Ctrl-C.
+# Options (devtools/run.py): --free-ports --run-dir DIR for a second, independent instance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh

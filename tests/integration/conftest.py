@@ -1,5 +1,6 @@
-"""One real topology per test session: Redis, placement, sessions host, two gateway replicas
-(gw-a, gw-b, one app-id) and the demo producer, each app with its own daprd, on free ports."""
+"""One real topology per test session: Redis, placement, two sessions host replicas (s1, s2, one
+app-id), two gateway replicas (gw-a, gw-b, one app-id) and the demo producer, each app with its
+own daprd, on free ports. No supervision here: fault tests kill and restart by name."""
 
 import sys
 from collections.abc import Iterator
@@ -28,11 +29,11 @@ TEST_ENV = {
 }
 
 
-def run_topology(t: Topology) -> Iterator[Topology]:
-    """Start, hand over, and always stop; on failure print the tail of every process log.
-    Shared by the integration and browser suites."""
+def run_topology(t: Topology, names: list[str] | None = None) -> Iterator[Topology]:
+    """Start (all apps, or the named ones), hand over, and always stop; on failure print the
+    tail of every process log. Shared by the integration and browser suites."""
     try:
-        t.start()
+        t.start(names)
         yield t
     except BaseException:
         for a in t.apps.values():

@@ -5,6 +5,7 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -63,7 +64,7 @@ def event(
 async def actor(
     topo: Topology, actor_type: str, actor_id: str, method: str, req: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    app = topo.apps["sessions"]
+    app = topo.any_alive("sessions")  # any replica's daprd: placement routes the call
     r = await _http().put(
         f"http://127.0.0.1:{app.http_port}/v1.0/actors/{actor_type}/{actor_id}/method/{method}",
         content=pack(req or {}),
@@ -163,3 +164,25 @@ class WsClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def poll_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """devtools.procs.wait_until without blocking the event loop (open clients keep reading)."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            if await asyncio.to_thread(check):
+                return
+        except Exception as e:  # probes fail until ready
+            last = e
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{what} not within {timeout:.0f}s (last error: {last!r})")
+
+
+async def keepalive(c: WsClient, period: float = 1.0) -> None:
+    """A client frame every `period` s, so a client the test isn't reading from right now is
+    not closed for heartbeat timeout (4012). Run as a task; cancel it before closing."""
+    while True:
+        await c.send({"type": "pong"})
+        await asyncio.sleep(period)

@@ -925,7 +925,7 @@ async def test_dapr_routes_refuse_public_callers(
     victim = uid("victim")
     v = await open_ok(topo, "gw-a", victim)
     data = forged_bodies(victim, v.welcome["conn_id"], v.welcome["epoch"])[body]
-    port = topo.apps["sessions" if app == "sessions" else f"gateway-{app}"].app_port
+    port = topo.apps["sessions-s1" if app == "sessions" else f"gateway-{app}"].app_port
     presented = {"app": topo.app_token, "api": topo.api_token, "wrong": "x" * 32}.get(
         tok or "", tok)
     head = f"{method} {path.format(v=victim)} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
