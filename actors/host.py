@@ -30,7 +30,8 @@ ActorRuntime.set_actor_config(
     ActorRuntimeConfig(
         actor_idle_timeout=timedelta(minutes=15),
         actor_scan_interval=timedelta(seconds=30),
-        drain_ongoing_call_timeout=timedelta(seconds=10),
+        # Short: a rebalance stalls actor calls for this long (calls here take milliseconds).
+        drain_ongoing_call_timeout=timedelta(seconds=3),
         drain_rebalanced_actors=True,
     )
 )

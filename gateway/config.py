@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(10.0, gt=0,
                                   validation_alias=_env("TASKSYNC_SEND_TIMEOUT_SECONDS"))
     gap_hold_s: float = Field(0.5, ge=0, le=30, validation_alias=_env("TASKSYNC_GAP_HOLD_SECONDS"))
-    ack_interval_s: float = Field(0.5, gt=0,
+    # Coalescing window: one actor write per connection per window, however many acks.
+    ack_interval_s: float = Field(2.0, gt=0,
                                   validation_alias=_env("TASKSYNC_ACK_INTERVAL_SECONDS"))
     # The registry lease of this replica, renewed every lease/3.
     lease_s: float = Field(15.0, ge=1, validation_alias=_env("TASKSYNC_LEASE_SECONDS"))
