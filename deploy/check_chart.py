@@ -428,8 +428,10 @@ def iter_contract(objs: list[dict[str, Any]], scenario: str, values: dict[str, A
                 assert m["saslPassword"]["secretKeyRef"]["name"]
         else:
             assert p["spec"]["type"] == "pubsub.redis"
-            for k in ("processingTimeout", "redeliverInterval", "maxLenApprox"):
+            for k in ("processingTimeout", "redeliverInterval", "concurrency", "queueDepth"):
                 assert m[k]["value"].isdigit(), f"{k} must be bare milliseconds/count"
+            # A count cap trims entries nobody read: accepted events would vanish (overload).
+            assert "maxLenApprox" not in m, "maxLenApprox drops unconsumed events"
     yield "pub/sub broker settings", pubsub_broker
 
 
