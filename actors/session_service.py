@@ -101,12 +101,16 @@ def deliver(s: Session, r: c.DeliverRequest, now: float, limits: core.Limits
     for i, (ev, got) in enumerate(zip(r.events, results, strict=True)):
         if got.status == "held":
             held_here.setdefault(ev.id, []).append(i)
+    # A request event released before it came (its hold ended first) is a duplicate in its
+    # result, which routes it: not listed twice.
+    routed = {(ev.id, got.seq) for ev, got in zip(r.events, results, strict=True)
+              if got.status == "duplicate" and got.seq}
     records: list[core.EventRecord] = []
     for eid, res in released:
         if eid in held_here:
             for i in held_here[eid]:
                 results[i] = c.Delivered(res.status, res.seq, res.newest)
-        elif res.record is not None:
+        elif res.record is not None and (eid, res.seq) not in routed:
             records.append(res.record)
     s.drop(write.deleted)
     write.held = order.held != held_before
