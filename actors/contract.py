@@ -57,6 +57,9 @@ def _live_from_wire(d: Mapping[str, Any]) -> Liveness | None:
 
 @dataclass(frozen=True)
 class DeliverRequest:
+    """Events of one user, recorded in one turn. No events: a release turn, which only records
+    the held events that are due (the gateway's release timer sends it)."""
+
     events: list[IncomingEvent]
     live: Liveness | None = None  # the caller's registry snapshot: routes skip dead replicas
 
@@ -66,17 +69,16 @@ class DeliverRequest:
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> DeliverRequest:
         events = [IncomingEvent.from_wire(_map(e, "event")) for e in _list(_get(d, "events"), "e")]
-        if not events:
-            raise ValueError("deliver needs at least one event")
         return cls(events, _live_from_wire(d))
 
 
 @dataclass(frozen=True)
 class Delivered:
     """``stale``: older than (or equal to) the task's newest recorded version, or after its
-    delete: dropped for good. ``held``: a version is missing; ask for a redelivery (the actor
-    records it once the gap fills or the hold expires). Both have seq 0 and carry ``newest``,
-    the newest version recorded for the task (for the log line)."""
+    delete: dropped for good. ``held``: a version is missing; the actor keeps the event and
+    records it once the gap fills or the hold expires (then it comes back in some turn's
+    ``released``): the message is done. Both have seq 0 and carry ``newest``, the newest version
+    recorded for the task (for the log line)."""
 
     status: DeliverStatus
     seq: int  # assigned seq; the original seq for a duplicate; 0 when filtered or not retained
@@ -88,6 +90,12 @@ class DeliverAnswer:
     epoch: str
     results: list[Delivered]  # one per request event, same order
     routes: Routes  # the user's live connections after the turn
+    # Held events of earlier turns recorded in this one (seq order): route them like appended
+    # results. A request event held and released in the same turn is in ``results`` instead.
+    released: list[EventRecord] = field(default_factory=list)
+    # Seconds until the earliest event still held is due (0.0: none held): when to send a
+    # release turn if nothing else comes for the user.
+    release_in: float = 0.0
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -96,6 +104,8 @@ class DeliverAnswer:
             "results": [[r.status, r.seq, r.newest] if r.newest else [r.status, r.seq]
                         for r in self.results],
             "routes": {replica: list(conns) for replica, conns in self.routes.items()},
+            "released": [e.to_wire() for e in self.released],
+            "release_in": self.release_in,
         }
 
     @classmethod
@@ -109,7 +119,11 @@ class DeliverAnswer:
             if status not in _STATUSES:
                 raise ValueError(f"bad deliver status {status!r}")
             results.append(Delivered(status, _int(seq, "seq"), _int(newest, "newest")))
-        return cls(_str(_get(d, "epoch"), "epoch"), results, _routes_from_wire(_get(d, "routes")))
+        release_in = _float(d.get("release_in", 0.0), "release_in")
+        if not release_in >= 0:
+            raise ValueError(f"release_in must be >= 0, got {release_in}")
+        return cls(_str(_get(d, "epoch"), "epoch"), results, _routes_from_wire(_get(d, "routes")),
+                   _records(d.get("released", [])), release_in)
 
 
 # -- attach / read: the first replay page comes in the same turn as the registration -----------

@@ -67,13 +67,15 @@ class UserSession(Actor, UserSessionInterface):
         else:
             try:
                 needed, buckets = storage.keys_needed(stored)
+                held = [storage.HELD_KEY] if storage.held_needed(stored) else []
                 got = await STATE.get_many(
                     TYPE_NAME, user, [storage.chunk_key(k) for k in needed]
-                    + [storage.order_key(b) for b in buckets]
+                    + [storage.order_key(b) for b in buckets] + held
                 )
+                n, m = len(needed), len(needed) + len(buckets)
                 meta, records = storage.restore(
-                    stored, dict(zip(needed, got[:len(needed)], strict=True)),
-                    dict(zip(buckets, got[len(needed):], strict=True)))
+                    stored, dict(zip(needed, got[:n], strict=True)),
+                    dict(zip(buckets, got[n:m], strict=True)), got[m] if held else None)
                 session = Session(meta, records)
             except storage.LogLost as e:
                 filters = core.Filters.from_wire(stored.get("filters") or {})
@@ -86,7 +88,7 @@ class UserSession(Actor, UserSessionInterface):
     async def _commit(self, s: Session, write: svc.Write | None) -> None:
         if write is not None:
             ops = storage.write_ops(s.meta, s.records, write.appended, write.deleted,
-                                    write.order)
+                                    write.order, write.held)
             await STATE.transact(TYPE_NAME, self.id.id, ops)
 
     async def _turn(

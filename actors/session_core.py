@@ -12,7 +12,7 @@ because a later turn may already have trimmed them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 from actors import task_order
@@ -51,6 +51,7 @@ __all__ = [
     "forget_dead",
     "new_session",
     "read_range",
+    "release",
     "routes",
     "set_filters",
     "trim",
@@ -81,8 +82,8 @@ class Limits:
     # by a liveness snapshot: only connections older than snapshot - grace can be dropped.
     replica_grace_s: float = 5.0
     # Per-task order (actors/task_order.py): newest versions remembered (LRU), events held at
-    # once, and how long an event waits for a missing earlier version. The hold rides on
-    # pub/sub redelivery, so it must stay far below the inbound retry budget (~30 s).
+    # once in the session (beyond it the oldest is released at once), and how long an event
+    # waits for a missing earlier version.
     max_tasks: int = 4096
     max_held: int = 256
     hold_s: float = 0.5
@@ -352,6 +353,8 @@ class DeliverResult:
     delete: list[int]  # seqs trimmed by this call (the shell drops them from storage)
     newest: int = 0  # stale/held: the newest version already recorded for the task
     buckets: frozenset[int] = frozenset()  # task-order bucket keys the call changed
+    # Held events this call released (event id, result), in the order they were recorded.
+    released: tuple[tuple[str, DeliverResult], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -453,25 +456,39 @@ def deliver(meta: SessionMeta, ev: IncomingEvent, now: float, limits: Limits) ->
 
     Dedup by event id comes first, so a redelivery never consumes a seq and leaves ``meta``
     untouched. A duplicate is routed again only while its record is still retained (a filtered
-    or trimmed original has nothing to re-send). Then, for an event with a version and a task,
-    the per-task order (actors/task_order.py): ``stale`` and ``held`` consume no seq and are not
-    remembered as seen. Then the persisted filters apply; a filtered event is remembered with
-    seq 0 so its redelivery is also a duplicate (its version counts as recorded).
+    or trimmed original has nothing to re-send); an event already held is answered ``held``
+    again. Then, for an event with a version and a task, the per-task order
+    (actors/task_order.py): ``stale`` and ``held`` consume no seq and are not remembered as seen
+    (a held event is kept in ``meta.order.held``). Then the persisted filters apply; a filtered
+    event is remembered with seq 0 so its redelivery is also a duplicate (its version counts as
+    recorded). Last, the held events this made due are released (``released``).
     """
     prior = _seen_seq(meta, ev.id)
     if prior is not None:
         retained = meta.tail <= prior <= meta.head
         return DeliverResult("duplicate", prior, None, routes(meta) if retained else {}, [])
+    if ev.id in meta.order.held:
+        return DeliverResult("held", 0, None, {}, [], released=tuple(release(meta, now, limits)))
 
     buckets: frozenset[int] = frozenset()
     if ev.version is not None and ev.task_id is not None:
         verdict = task_order.admit(
             meta.order, ev.id, ev.type, ev.task_id, ev.version, now, hold_s=limits.hold_s,
-            max_tasks=limits.max_tasks, max_held=limits.max_held)
-        if verdict.status != "new":
-            return DeliverResult(verdict.status, 0, None, {}, [], verdict.newest)
+            max_tasks=limits.max_tasks, event=ev.to_wire())
+        if verdict.status == "stale":
+            return DeliverResult("stale", 0, None, {}, [], verdict.newest)
+        if verdict.status == "held":
+            # Beyond max_held the oldest held event is released at once.
+            return DeliverResult("held", 0, None, {}, [], verdict.newest,
+                                 released=tuple(release(meta, now, limits)))
         buckets = verdict.buckets
+    res = _append(meta, ev, now, limits, buckets)
+    return replace(res, released=tuple(release(meta, now, limits))) if meta.order.held else res
 
+
+def _append(meta: SessionMeta, ev: IncomingEvent, now: float, limits: Limits,
+            buckets: frozenset[int]) -> DeliverResult:
+    """The filters, then a new seq (the event's order, if any, is already recorded)."""
     if not meta.filters.matches(ev.type, ev.task_id, ev.list_id):
         meta.seen.append((ev.id, 0))
         _bound_seen(meta, limits)
@@ -486,6 +503,23 @@ def deliver(meta: SessionMeta, ev: IncomingEvent, now: float, limits: Limits) ->
     _bound_seen(meta, limits)
     deleted = trim(meta, now, limits)
     return DeliverResult("appended", seq, record, routes(meta), deleted, buckets=buckets)
+
+
+def release(meta: SessionMeta, now: float, limits: Limits) -> list[tuple[str, DeliverResult]]:
+    """Record every held event that is due (its gap filled, its hold over, or over
+    ``max_held``), in the order task_order releases them (mutates ``meta``). Each is appended,
+    filtered, or stale (``newest`` set)."""
+    out: list[tuple[str, DeliverResult]] = []
+    while (due := task_order.release_next(
+            meta.order, now, hold_s=limits.hold_s, max_tasks=limits.max_tasks,
+            max_held=limits.max_held)) is not None:
+        eid, held, verdict = due
+        if verdict.status != "new":
+            out.append((eid, DeliverResult("stale", 0, None, {}, [], verdict.newest)))
+            continue
+        ev = IncomingEvent.from_wire(held.event)
+        out.append((eid, _append(meta, ev, now, limits, verdict.buckets)))
+    return out
 
 
 def attach(

@@ -15,6 +15,7 @@ import msgpack
 
 from actors import contract as c
 from actors import session_core as core
+from actors import task_order
 
 REPLAY_PAGE = 500  # events per attach/read answer; the gateway pages for more
 # daprd refuses bodies over 4 MiB (dapr-http-max-request-size): a page of large events stops early.
@@ -26,6 +27,7 @@ class Write:
     appended: list[int] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     order: set[int] = field(default_factory=set)  # task-order buckets changed (task_order)
+    held: bool = False  # the held events changed (their key is rewritten)
 
 
 class Session:
@@ -62,37 +64,60 @@ class Session:
 
 def deliver(s: Session, r: c.DeliverRequest, now: float, limits: core.Limits
             ) -> tuple[c.DeliverAnswer, Write | None]:
-    """Every event of the batch in order, in one turn: one write for all of them.
-
-    An event ``held`` for a missing version is tried again in the same turn after the rest of
-    the batch, as long as that makes progress: the missing version is often in the same batch,
-    just behind it. Its seq then comes after theirs (results stay in request order)."""
+    """One turn, one write: first the held events whose hold is over (or, for a request without
+    events, only that), then every event of the batch in order, each followed by the held events
+    it made due (their gap filled). Released events of earlier turns come back in ``released``;
+    a request event held and released within this turn answers with its outcome (its seq comes
+    after the events that filled its gap; results stay in request order)."""
     write = Write()
-    changed = False  # the meta changed without an append (stale counter, held events)
+    order = s.meta.order
+    held_before, stale_before = dict(order.held), order.stale
     # Connections of replicas the caller's snapshot shows dead get no route (persisted gone with
     # this turn's write, if it has one).
     core.forget_dead(s.meta, r.live, limits)
-    results: list[c.Delivered] = [c.Delivered("held", 0)] * len(r.events)
-    pending = list(range(len(r.events)))
-    while pending:
-        held: list[int] = []
-        for i in pending:
-            res = core.deliver(s.meta, r.events[i], now, limits)
-            if res.record is not None:
-                s.records[res.record.seq] = res.record
-                write.appended.append(res.record.seq)
-            write.deleted += res.delete
-            write.order |= res.buckets
-            changed = changed or res.status in ("stale", "held")
-            if res.status == "held":
-                held.append(i)
-            # A duplicate is routed again only while retained (its routes say so).
-            seq = res.seq if res.status == "appended" or res.routes else 0
-            results[i] = c.Delivered(res.status, seq, res.newest)
-        pending = held if len(held) < len(pending) else []
+    released: list[tuple[str, core.DeliverResult]] = []
+
+    def keep(res: core.DeliverResult) -> None:
+        if res.record is not None:
+            s.records[res.record.seq] = res.record
+            write.appended.append(res.record.seq)
+        write.deleted += res.delete
+        write.order |= res.buckets
+
+    for pair in core.release(s.meta, now, limits):
+        keep(pair[1])
+        released.append(pair)
+    results: list[c.Delivered] = []
+    for ev in r.events:
+        res = core.deliver(s.meta, ev, now, limits)
+        keep(res)
+        for pair in res.released:
+            keep(pair[1])
+            released.append(pair)
+        # A duplicate is routed again only while retained (its routes say so).
+        seq = res.seq if res.status == "appended" or res.routes else 0
+        results.append(c.Delivered(res.status, seq, res.newest))
+    held_here: dict[str, list[int]] = {}
+    for i, (ev, got) in enumerate(zip(r.events, results, strict=True)):
+        if got.status == "held":
+            held_here.setdefault(ev.id, []).append(i)
+    # A request event released before it came (its hold ended first) is a duplicate in its
+    # result, which routes it: not listed twice.
+    routed = {(ev.id, got.seq) for ev, got in zip(r.events, results, strict=True)
+              if got.status == "duplicate" and got.seq}
+    records: list[core.EventRecord] = []
+    for eid, res in released:
+        if eid in held_here:
+            for i in held_here[eid]:
+                results[i] = c.Delivered(res.status, res.seq, res.newest)
+        elif res.record is not None and (eid, res.seq) not in routed:
+            records.append(res.record)
     s.drop(write.deleted)
-    answer = c.DeliverAnswer(s.meta.epoch, results, core.routes(s.meta))
-    return answer, (write if write.appended or write.deleted or write.order or changed else None)
+    write.held = order.held != held_before
+    answer = c.DeliverAnswer(s.meta.epoch, results, core.routes(s.meta), records,
+                             task_order.next_due(order, now, limits.hold_s))
+    changed = write.appended or write.deleted or write.order or write.held
+    return answer, (write if changed or order.stale != stale_before else None)
 
 
 def attach(s: Session, r: c.AttachRequest, now: float, limits: core.Limits

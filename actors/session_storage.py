@@ -6,13 +6,15 @@ Keys (under the actor's own prefix, ``sessions||UserSession||<user>||``):
               held events (never the events, never the per-task versions)
   c:<k>    -> chunk k: the records of seqs k*CHUNK+1 .. (k+1)*CHUNK that are still retained
   o:<b>    -> task-order bucket b (actors/task_order.py): newest version of the tasks hashed to b
+  h        -> the events held for a missing earlier version of their task (absent when none)
 
-A ``deliver`` turn writes ``meta``, the one chunk it appended to and the order bucket(s) it
-changed, in one transaction: the write stays small however long the log is or however many tasks
-the user has, and rebuilding a session of N events reads N/CHUNK chunks plus the used buckets in
-one concurrent round (not N keys). Per-event stamps and the dedup window are rebuilt from the
-records, so they are never written separately. The active actor keeps everything in memory; it is
-the only writer under turn-based concurrency, so it never reads before it writes.
+A ``deliver`` turn writes ``meta``, the one chunk it appended to, the order bucket(s) it
+changed and ``h`` when its held events changed, in one transaction: the write stays small however
+long the log is or however many tasks the user has, and rebuilding a session of N events reads
+N/CHUNK chunks plus the used buckets (and ``h``) in one concurrent round (not N keys). Per-event
+stamps and the dedup window are rebuilt from the records, so they are never written separately.
+The active actor keeps everything in memory; it is the only writer under turn-based concurrency,
+so it never reads before it writes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ STORAGE_VERSION = 2
 CHUNK = 32
 META_KEY = "meta"
 ORDER_PREFIX = "o:"
+HELD_KEY = "h"
 
 
 class LogLost(Exception):
@@ -61,6 +64,13 @@ def order_buckets_needed(stored_meta: Mapping[str, Any]) -> list[int]:
     return sorted(set(buckets))
 
 
+def held_needed(stored_meta: Mapping[str, Any]) -> bool:
+    """Whether a stored meta says events are held (the ``h`` key must be read)."""
+    order = stored_meta.get("order") or {}
+    count = order.get("held", 0) if isinstance(order, Mapping) else 0
+    return isinstance(count, int) and not isinstance(count, bool) and count > 0
+
+
 def keys_needed(stored_meta: Mapping[str, Any]) -> tuple[list[int], list[int]]:
     """Every key a rebuild reads after the meta, in one round: (chunks, order buckets)."""
     return chunks_needed(stored_meta), order_buckets_needed(stored_meta)
@@ -89,9 +99,10 @@ def chunks_needed(stored_meta: Mapping[str, Any]) -> list[int]:
 
 def restore(
     stored_meta: Mapping[str, Any], chunks: Mapping[int, Any],
-    order_buckets: Mapping[int, Any] | None = None,
+    order_buckets: Mapping[int, Any] | None = None, held: Any = None,
 ) -> tuple[SessionMeta, dict[int, EventRecord]]:
-    """Rebuild the in-memory session from ``meta``, its chunks and its task-order buckets.
+    """Rebuild the in-memory session from ``meta``, its chunks, its task-order buckets and its
+    held events (the value of ``h``; read it when ``held_needed``).
 
     Raises ValueError on a corrupt or foreign-version meta, LogLost when a retained event is
     missing. The dedup window after a rebuild is what the chunks still hold (retained events plus
@@ -128,6 +139,8 @@ def restore(
         if not isinstance(raw, list):
             raise ValueError(f"order bucket {b}: expected a list")
         rows += raw
+    if held is not None and not isinstance(held, list):
+        raise ValueError("held events: expected a list")
     order = stored_meta.get("order") or {}
     # The in-memory meta is the v1 value with stamps and dedup window rebuilt from the records;
     # SessionMeta.from_wire validates every field and invariant.
@@ -136,7 +149,7 @@ def restore(
         "v": WIRE_VERSION,
         "stamps": [present[s].ts for s in range(tail, head + 1)],
         "seen": [[present[s].id, s] for s in sorted(present)],
-        "order": {**order, "tasks": rows},
+        "order": {**order, "tasks": rows, "held_events": held or []},
     })
     retained = {s: r for s, r in present.items() if s >= meta.tail}
     return meta, retained
@@ -148,9 +161,11 @@ def write_ops(
     appended: Iterable[int],
     deleted: Iterable[int],
     order_buckets: Iterable[int] = (),
+    held: bool = False,
 ) -> list[Operation]:
     """The one transaction of a turn: meta, every chunk that got a new record, the chunks that
-    trimming emptied, and the task-order buckets that changed (deleted once empty).
+    trimming emptied, the task-order buckets that changed (deleted once empty), and the held
+    events when ``held`` says they changed (deleted once none).
     ``records`` is the in-memory log after the turn (seq >= tail)."""
     ops: list[Operation] = [("upsert", META_KEY, meta_to_wire(meta))]
     for k in sorted({chunk_of(s) for s in appended}):
@@ -163,4 +178,7 @@ def write_ops(
     for b in sorted(set(order_buckets)):
         marks = meta.order.bucket_rows(b)
         ops.append(("upsert", order_key(b), marks) if marks else ("delete", order_key(b), None))
+    if held:
+        held_rows = meta.order.held_to_wire()
+        ops.append(("upsert", HELD_KEY, held_rows) if held_rows else ("delete", HELD_KEY, None))
     return ops

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
             trimmer.cancel()
         await ctx.hub.drain(protocol.SERVER_SHUTDOWN)
         await ctx.hub.stop()
+        ctx.fanout.close()  # pending release timers (held events stay in the actors' state)
         await ctx.dapr.close()
         await ctx.fanout.peers.close()
 

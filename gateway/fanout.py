@@ -8,9 +8,12 @@ a failure retries only the messages it touched, and since `deliver` is idempoten
 and connections drop duplicate seqs, a retry never shows a client anything twice.
 
 Per-task order (actors/task_order.py): an event the actor answers `held` (an earlier version of
-its task is missing) is answered RETRY, so Dapr redelivers it after its backoff and the actor
-records it then; a `stale` one (superseded by a later version already recorded) is done: logged,
-counted by the actor, never routed.
+its task is missing) is done for this message: the actor keeps it and records it in a later turn,
+once the gap fills or the hold is over. Such turns answer the released records, routed here
+exactly like appended results, in seq order with them. While the answer says events are still
+held, this replica schedules one release turn for the user (gateway/release_timers.py) so they
+never wait for another publish. A `stale` one (superseded by a later version already recorded) is
+done too: logged, counted by the actor, never routed.
 """
 
 import asyncio
@@ -19,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from actors.contract import DeliverAnswer
 from actors.session_core import EventRecord, IncomingEvent
 from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
@@ -26,12 +30,15 @@ from gateway.forwards import ForwardBatch, ForwardItem
 from gateway.hub import Hub
 from gateway.outbox import Outbox
 from gateway.peers import Peers, PeerUnavailable
+from gateway.release_timers import ReleaseTimers
 from gateway.sessions import SessionsPort
 from gateway.topic_schema import TaskEvent
 
 log = logging.getLogger("gateway.fanout")
 
 DELIVER_CONCURRENCY = 64
+RELEASE_RETRY_S = 1.0  # a failed release turn is tried again this much later...
+RELEASE_ATTEMPTS = 3  # ...this many times; then the user's next deliver releases
 
 
 @dataclass
@@ -53,8 +60,11 @@ class Fanout:
         self.actor_calls = 0
         self.events = 0
         self.forwards = 0
-        self.held = 0  # events answered RETRY because an earlier version of the task is missing
+        self.held = 0  # events the actor held because an earlier version of the task is missing
+        self.released = 0  # held events of earlier turns routed when a later turn recorded them
         self.stale = 0  # events superseded by a later version of their task
+        self.release_timers = ReleaseTimers(self._release)
+        self._release_failures: dict[str, int] = {}
 
     async def handle(self, ev: TaskEvent) -> None:
         """One message; raises ActorUnavailable when it must be retried."""
@@ -87,7 +97,7 @@ class Fanout:
 
         # Forwards leave as soon as a user's answer is in (batched per replica by the outbox),
         # not after the slowest actor call of the batch.
-        forwarded: list[tuple[int, asyncio.Future[None]]] = []
+        forwarded: list[tuple[int | None, asyncio.Future[None]]] = []
         sem = asyncio.Semaphore(DELIVER_CONCURRENCY)
         now = time.time()
 
@@ -102,12 +112,10 @@ class Fanout:
                     for i in p.sources:
                         ok[i] = False
                     return
-            done = zip(p.events, p.sources, answer.results, strict=True)
-            # In seq order: a held event released later in the same turn got a later seq.
-            for ev, src, res in sorted(done, key=lambda d: d[2].seq):
+            items: list[tuple[EventRecord, int | None]] = []
+            for ev, src, res in zip(p.events, p.sources, answer.results, strict=True):
                 if res.status == "held":
-                    ok[src] = False  # redelivered by Dapr; recorded once the gap fills or expires
-                    self.held += 1
+                    self.held += 1  # kept by the actor: released by a later turn
                     continue
                 if res.status == "stale":
                     self.stale += 1
@@ -117,26 +125,80 @@ class Fanout:
                     continue
                 if res.seq <= 0:
                     continue  # filtered, or a duplicate with nothing left to re-send
-                record = EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id, ev.list_id, now)
-                for replica, conns in answer.routes.items():
-                    if replica == self.settings.replica_id:
-                        self.hub.deliver_local(user, conns, answer.epoch, record)
-                    else:
-                        item = ForwardItem(user, conns, answer.epoch, record)
-                        forwarded.append((src, self._outbox(replica).add(item)))
+                items.append((EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id,
+                                          ev.list_id, now), src))
+            self._route(user, answer, items, forwarded)
 
         await asyncio.gather(*(one(u, p) for u, p in pending.items()))
+        for src in await self._sent(forwarded):
+            ok[src] = False
+        return ok
+
+    def _route(self, user: str, answer: DeliverAnswer,
+               items: list[tuple[EventRecord, int | None]],
+               forwarded: list[tuple[int | None, asyncio.Future[None]]]) -> None:
+        """Write one user's records to this replica's connections and queue the forwards, in
+        seq order: the turn's own events (with the message they came from) and the events it
+        released (None: their message was acknowledged when they were held). Then, while the
+        actor still holds events for the user, schedule a release turn."""
+        self.released += len(answer.released)
+        items = items + [(record, None) for record in answer.released]
+        for record, src in sorted(items, key=lambda item: item[0].seq):
+            for replica, conns in answer.routes.items():
+                if replica == self.settings.replica_id:
+                    self.hub.deliver_local(user, conns, answer.epoch, record)
+                else:
+                    item = ForwardItem(user, conns, answer.epoch, record)
+                    forwarded.append((src, self._outbox(replica).add(item)))
+        if answer.release_in > 0 and not self.hub.draining:
+            self.release_timers.arm(user, answer.release_in)
+
+    async def _sent(self, forwarded: list[tuple[int | None, asyncio.Future[None]]]) -> set[int]:
+        """Await the forwards; the messages whose forward failed (to be retried)."""
         sent = await asyncio.gather(*(f for _, f in forwarded), return_exceptions=True)
-        failed = 0
+        retry: set[int] = set()
+        lost = 0
         for (src, _), result in zip(forwarded, sent, strict=True):
             if isinstance(result, ActorUnavailable):
-                ok[src] = False
-                failed += 1
+                if src is None:
+                    lost += 1
+                else:
+                    retry.add(src)
             elif isinstance(result, BaseException):
                 raise result  # a bug: let it surface with its traceback
-        if failed:
-            log.warning("%d forwards failed: their messages are retried", failed)
-        return ok
+        if retry:
+            log.warning("forwards of %d messages failed: they are retried", len(retry))
+        if lost:
+            # Recorded in the log already: the clients there read it as a gap with their next
+            # event, or on resume.
+            log.warning("%d forwards of released events failed", lost)
+        return retry
+
+    async def _release(self, user: str) -> None:
+        """A release turn (a deliver without events) for a user whose actor holds events."""
+        if self.hub.draining:
+            return
+        self.actor_calls += 1
+        try:
+            answer = await self.sessions.deliver(user, [], self.hub.liveness)
+        except ActorUnavailable as e:
+            tries = self._release_failures[user] = self._release_failures.get(user, 0) + 1
+            if tries < RELEASE_ATTEMPTS:
+                log.warning("release turn for %s failed (%s): tried again", user, e)
+                self.release_timers.arm(user, RELEASE_RETRY_S)
+            else:
+                del self._release_failures[user]
+                log.warning("release turn for %s failed %d times (%s): its next deliver "
+                            "releases", user, tries, e)
+            return
+        self._release_failures.pop(user, None)
+        forwarded: list[tuple[int | None, asyncio.Future[None]]] = []
+        self._route(user, answer, [], forwarded)
+        await self._sent(forwarded)
+
+    def close(self) -> None:
+        """Drain: no release turn from this replica any more (the next deliver releases)."""
+        self.release_timers.close()
 
     def _outbox(self, replica: str) -> Outbox[ForwardItem]:
         box = self._outboxes.get(replica)

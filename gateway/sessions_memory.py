@@ -117,7 +117,7 @@ class World:
             return
         keys = self.store.setdefault(user, {})
         for op, key, value in storage.write_ops(s.meta, s.records, write.appended,
-                                                write.deleted, write.order):
+                                                write.deleted, write.order, write.held):
             if op == "delete":
                 keys.pop(key, None)
             else:
@@ -137,8 +137,9 @@ class World:
                 needed, buckets = storage.keys_needed(meta)
                 chunks = {k: keys.get(storage.chunk_key(k)) for k in needed}
                 order = {b: keys.get(storage.order_key(b)) for b in buckets}
+                held = keys.get(storage.HELD_KEY) if storage.held_needed(meta) else None
                 try:
-                    m, records = storage.restore(meta, chunks, order)
+                    m, records = storage.restore(meta, chunks, order, held)
                     self.sessions[user] = svc.Session(m, records)
                 except storage.LogLost:
                     self.sessions[user] = svc.Session.fresh(Filters.from_wire(meta["filters"]))

@@ -3,6 +3,7 @@ backend the gateway's in-process tests use. Both must answer every call alike.""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from gateway.sessions import Sessions, SessionsPort
 from gateway.sessions_memory import MemorySessions
 
 REPLICA = "gw-contract"
+HOLD_S = 0.5  # TASKSYNC_ORDER_HOLD_SECONDS: the default, on both backends
 
 
 @pytest_asyncio.fixture(params=["memory", "dapr"], loop_scope="session")
@@ -111,15 +113,35 @@ async def test_per_task_order_by_version(port: SessionsPort) -> None:
     a = await port.deliver(u, [vev("a", 1, "task_created"), vev("c", 3), vev("b", 2)], None)
     assert [(r.status, r.seq) for r in a.results] == [
         ("appended", 1), ("appended", 3), ("appended", 2)]
-    # Dedup first: a redelivery is a duplicate; the same old version under a new id is stale.
+    assert (a.released, a.release_in) == ([], 0.0)
+    # Dedup first: a redelivery is a duplicate; the same old version under a new id is stale;
+    # v5 (v4 missing) is held: kept by the actor, which says when its hold ends.
     again = await port.deliver(u, [vev("b", 2), vev("b-old", 2), vev("e", 5)], None)
     assert [(r.status, r.seq, r.newest) for r in again.results] == [
         ("duplicate", 2, 0), ("stale", 0, 3), ("held", 0, 3)]
+    assert again.released == [] and 0 < again.release_in <= HOLD_S
+    # The turn that fills the gap releases it, after its own event.
+    fill = await port.deliver(u, [vev("d", 4)], None)
+    assert [(r.status, r.seq) for r in fill.results] == [("appended", 4)]
+    assert [(e.id, e.seq, e.data) for e in fill.released] == [("e", 5, {"title": "e"})]
+    assert fill.release_in == 0.0
+    # v7 without v6: a release turn (no events) records nothing before the hold is over, and v7
+    # after it although v6 never came; v6 is stale then.
+    held = await port.deliver(u, [vev("g", 7)], None)
+    assert [(r.status, r.newest) for r in held.results] == [("held", 5)]
+    early = await port.deliver(u, [], None)
+    assert (early.results, early.released) == ([], []) and 0 < early.release_in <= HOLD_S
+    await asyncio.sleep(HOLD_S + 0.1)
+    late = await port.deliver(u, [], None)
+    assert [(e.id, e.seq) for e in late.released] == [("g", 6)] and late.release_in == 0.0
+    assert (await port.deliver(u, [], None)).released == []  # released once
+    six = await port.deliver(u, [vev("f", 6)], None)
+    assert [(r.status, r.seq, r.newest) for r in six.results] == [("stale", 0, 7)]
     # A delete is final: a later update of the task is stale; a higher create re-creates it.
-    gone = await port.deliver(u, [vev("d", 4, "task_deleted"), vev("e", 5), vev("f", 6),
-                                  vev("g", 6, "task_created")], None)
+    gone = await port.deliver(u, [vev("x", 8, "task_deleted"), vev("y", 9), vev("z", 9),
+                                  vev("w", 9, "task_created")], None)
     assert [(r.status, r.seq, r.newest) for r in gone.results] == [
-        ("appended", 4, 0), ("stale", 0, 4), ("stale", 0, 4), ("held", 0, 4)]
+        ("appended", 7, 0), ("stale", 0, 8), ("stale", 0, 8), ("appended", 8, 0)]
     # Unversioned events of the same task are not ordered.
     plain = await port.deliver(u, [IncomingEvent("p", "task_updated", {}, "t1", None)], None)
-    assert [(r.status, r.seq) for r in plain.results] == [("appended", 5)]
+    assert [(r.status, r.seq) for r in plain.results] == [("appended", 9)]

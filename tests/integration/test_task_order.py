@@ -18,6 +18,7 @@ from devtools.topology import Topology
 from tests.integration.harness import WsClient, actor, publish
 
 TASKS = 4
+HOLD_S = 0.5  # TASKSYNC_ORDER_HOLD_SECONDS (default)
 VERSIONS = 8  # v1 task_created, v2..v7 task_updated, v8 task_completed
 
 
@@ -60,7 +61,7 @@ class Collector:
 
 async def stale_count(topo: Topology, user: str) -> tuple[int, int]:
     meta = (await actor(topo, "UserSession", user, "inspect"))["meta"]
-    return int(meta["order"]["stale"]), len(meta["order"]["held"])
+    return int(meta["order"]["stale"]), int(meta["order"]["held"])
 
 
 async def poll(check: Any, timeout: float, what: str) -> None:
@@ -73,9 +74,10 @@ async def poll(check: Any, timeout: float, what: str) -> None:
 
 @pytest.mark.parametrize("mode", ["shuffled", "per_task_in_order"])
 async def test_burst_keeps_each_task_in_version_order(topo: Topology, mode: str) -> None:
-    """shuffled: the whole burst in random order (most late versions end stale: the producer
-    itself published them after newer ones). per_task_in_order: each task's versions published
-    one after another, all tasks at once; only the pub/sub reorders them."""
+    """shuffled: the whole burst in random order, published within the hold window (0.5 s): the
+    actor holds every version that comes before its predecessor and records it once the gap
+    fills, so none is stale. per_task_in_order: each task's versions published one after
+    another, all tasks at once; only the pub/sub reorders them."""
     rnd = random.Random(7)
     users = [f"order-{uuid.uuid4().hex[:8]}" for _ in range(2)]
     devices = {u: [Collector(await WsClient.connect(topo, r, u)) for r in ("gw-a", "gw-b")]
@@ -89,6 +91,7 @@ async def test_burst_keeps_each_task_in_version_order(topo: Topology, mode: str)
         async with sem:
             await publish(topo, payload)
 
+    started = time.monotonic()
     if mode == "shuffled":
         await asyncio.gather(*(one(p) for p in burst))
     else:
@@ -98,6 +101,7 @@ async def test_burst_keeps_each_task_in_version_order(topo: Topology, mode: str)
 
         burst.sort(key=lambda p: p["version"])  # each task's payloads in version order
         await asyncio.gather(*(chain(u, t) for u in users for t in tasks[u]))
+    published_in = time.monotonic() - started
     per_user = TASKS * VERSIONS
 
     async def settled(u: str) -> bool:
@@ -124,9 +128,14 @@ async def test_burst_keeps_each_task_in_version_order(topo: Topology, mode: str)
             versions = [v for task, v in seen if task == t]
             assert versions == sorted(set(versions)), f"task {t}: {versions}"
             assert versions[-1] == VERSIONS  # the newest version always gets through
-        print(f"{u}: {len(seen)} of {per_user} versions shown, {stale} stale")
+        print(f"{mode} {u}: burst published in {published_in:.2f} s, {len(seen)} of {per_user} "
+              f"versions shown, {stale} stale")
         # None is missing except those the actor counted as stale.
         assert len(seen) + stale == per_user, (len(seen), stale)
+        # A burst published within the hold window reaches the actor within it (plus the
+        # pub/sub's delivery jitter: on a loaded machine that could push a version past it).
+        if published_in < HOLD_S:
+            assert stale == 0, f"{stale} stale in a burst published in {published_in:.2f} s"
     for u in users:
         for d in devices[u]:
             await d.stop()

@@ -23,6 +23,10 @@ MESSAGES: list[Any] = [
     c.DeliverRequest([IncomingEvent("e2", "task_updated", {}, "t1", None, 7), EV]),
     c.DeliverAnswer("ep", [c.Delivered("stale", 0, 9), c.Delivered("held", 0, 3),
                            c.Delivered("held", 0), c.Delivered("appended", 5)], {}),
+    # A release turn: no events; earlier held events recorded now, one still held.
+    c.DeliverRequest([]),
+    c.DeliverAnswer("ep", [], {"gw-b": ["gw-b.1"]}, [REC], 0.25),
+    c.DeliverAnswer("ep", [c.Delivered("held", 0, 1)], {}, [], 0.5),
     c.AttachRequest("gw-a.1", "gw-a", "phone", "ep:3"),
     c.AttachRequest("gw-a.1", "gw-a", "phone", None),
     c.AttachAnswer("ok", "ep", 9, 3, True, "", [REC], True),
@@ -44,7 +48,10 @@ def test_round_trip_msgpack(msg: Any) -> None:
 
 
 BAD: list[tuple[type[Any], dict[str, Any]]] = [
-    (c.DeliverRequest, {"events": []}),
+    (c.DeliverRequest, {"events": [[]]}),
+    (c.DeliverAnswer, {"epoch": "e", "results": [], "routes": {}, "released": [{"seq": 1}]}),
+    (c.DeliverAnswer, {"epoch": "e", "results": [], "routes": {}, "release_in": -1}),
+    (c.DeliverAnswer, {"epoch": "e", "results": [], "routes": {}, "release_in": "soon"}),
     (c.DeliverRequest, {"events": [{"id": 1, "type": "t", "data": {}}]}),
     (c.DeliverRequest, {}),
     (c.DeliverAnswer, {"epoch": "e", "results": [["lost", 1]], "routes": {}}),
@@ -75,3 +82,10 @@ BAD: list[tuple[type[Any], dict[str, Any]]] = [
 def test_malformed_is_refused(cls: type[Any], wire: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         cls.from_wire(wire)
+
+
+def test_an_answer_without_released_fields_reads_as_none_released() -> None:
+    """An actor of the previous version (rolling update) answers without them."""
+    old = {"epoch": "e", "results": [["held", 0, 2]], "routes": {}}
+    answer = c.DeliverAnswer.from_wire(old)
+    assert (answer.released, answer.release_in) == ([], 0.0)

@@ -16,6 +16,7 @@ from gateway.fanout import Fanout
 from gateway.forwards import ForwardBatch
 from gateway.hub import Hub
 from gateway.peers import PeerUnavailable
+from gateway.release_timers import ReleaseTimers
 from gateway.sessions_memory import MemorySessions, World
 from gateway.topic_schema import TaskEvent
 
@@ -39,8 +40,8 @@ class LoopbackPeers:
 
 
 class Cluster:
-    def __init__(self) -> None:
-        self.world = World(Limits(max_events=500))
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.world = World(limits or Limits(max_events=500))
         self.peers = LoopbackPeers()
         self.hubs: dict[str, Hub] = {}
         self.fanouts: dict[str, Fanout] = {}
@@ -163,22 +164,27 @@ def vev(task: int, version: int, user: str, type_: str = "task_updated", eid: st
     return TaskEvent(eid or f"t{task}v{version}", type_, data, str(task), None, (user,), version)
 
 
-async def test_per_task_order_held_retried_stale_dropped(
+async def test_per_task_order_held_acknowledged_released_stale_dropped(
     cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     a = await cluster.connect("gw-a", "dave")
     b = await cluster.connect("gw-b", "dave")
     frames(a), frames(b)
     cluster.world.clock = 100.0
-    fan = cluster.fanouts["gw-a"]
+    fan, other = cluster.fanouts["gw-a"], cluster.fanouts["gw-b"]
     # v3 before v2 inside one batch: the actor records v2, then v3 in the same turn.
     batch = [vev(1, 1, "dave", "task_created"), vev(1, 3, "dave"), vev(1, 2, "dave")]
     assert await fan.handle_batch(batch) == [True] * 3
-    # v5 with v4 missing: held -> RETRY; its redelivery still waits until v4 or the hold ends.
-    assert await fan.handle_batch([vev(1, 5, "dave")]) == [False]
-    assert await fan.handle_batch([vev(1, 5, "dave")]) == [False]
-    assert await cluster.fanouts["gw-b"].handle_batch([vev(1, 4, "dave")]) == [True]
+    # v5 with v4 missing: held by the actor, the message acknowledged (never RETRY); one release
+    # timer for dave on this replica, also when Dapr delivers the message twice.
     assert await fan.handle_batch([vev(1, 5, "dave")]) == [True]
+    assert await fan.handle_batch([vev(1, 5, "dave")]) == [True]
+    assert list(cluster.world.sessions["dave"].meta.order.held) == ["t1v5"]
+    assert (fan.held, len(fan.release_timers), len(other.release_timers)) == (2, 1, 0)
+    # v4 comes to the other replica: its turn records v4 and releases v5, and that replica
+    # routes both (to its own device and, forwarded, to gw-a's), v4 first.
+    assert await other.handle_batch([vev(1, 4, "dave")]) == [True]
+    assert other.released == 1 and cluster.world.sessions["dave"].meta.order.held == {}
     # A redelivered, already recorded event is a duplicate (dedup comes first), not stale.
     assert await fan.handle_batch([vev(1, 2, "dave")]) == [True]
     assert cluster.world.sessions["dave"].meta.order.stale == 0
@@ -187,14 +193,98 @@ async def test_per_task_order_held_retried_stale_dropped(
         assert await fan.handle_batch([vev(1, 2, "dave", eid="old2"),
                                        vev(1, 1, "dave", eid="old1")]) == [True, True]
     assert "stale event old2 for dave: task 1 version 2 <= newest 5" in caplog.text
-    # Without the missing version the hold ends: v7 is recorded, then v6 is stale.
-    assert await fan.handle_batch([vev(1, 7, "dave")]) == [False]
-    cluster.world.clock += cluster.world.limits.hold_s
+    # Without the missing v6 the hold ends: the next deliver for dave, from any replica, records
+    # v7 first (released, seq 6), then its own event; v6 arriving later is stale.
     assert await fan.handle_batch([vev(1, 7, "dave")]) == [True]
+    cluster.world.clock += cluster.world.limits.hold_s
+    assert await other.handle_batch([ev(50, "dave")]) == [True]
     assert await fan.handle_batch([vev(1, 6, "dave")]) == [True]
     for conn in (a, b):
         got = frames(conn)
-        assert [f["data"]["version"] for f in got] == [1, 2, 3, 4, 5, 7]
-        assert [f["seq"] for f in got] == [1, 2, 3, 4, 5, 6]
-    assert (fan.held, fan.stale) == (3, 3)
+        assert [f["data"].get("version") for f in got] == [1, 2, 3, 4, 5, 7, None]
+        assert [f["seq"] for f in got] == [1, 2, 3, 4, 5, 6, 7]
+    assert (fan.held, fan.stale, other.released) == (3, 3, 2)
     assert cluster.world.sessions["dave"].meta.order.stale == 3
+    for f in (fan, other):
+        f.close()
+    assert len(fan.release_timers) == 0
+
+
+async def test_release_timer_records_a_held_event_without_another_publish() -> None:
+    c = Cluster(Limits(max_events=500, hold_s=0.05))
+    await c.start()
+    a = await c.connect("gw-a", "erin")
+    b = await c.connect("gw-b", "erin")
+    frames(a), frames(b)
+    fan = c.fanouts["gw-a"]
+    assert await fan.handle_batch([vev(1, 1, "erin", "task_created"), vev(1, 3, "erin")]) == [
+        True, True]
+    assert fan.release_timers.busy
+    for _ in range(200):
+        if not fan.release_timers.busy:
+            break
+        await asyncio.sleep(0.01)
+    assert fan.release_timers.fired == 1 and not fan.release_timers.busy
+    assert c.world.calls[-1] == ("erin", "deliver")  # the release turn: a deliver, no events
+    for conn in (a, b):
+        got = frames(conn)
+        assert [(f["seq"], f["data"]["version"]) for f in got] == [(1, 1), (2, 3)]
+    # v2 after the hold: stale, acknowledged, shown nowhere.
+    assert await c.fanouts["gw-b"].handle_batch([vev(1, 2, "erin")]) == [True]
+    assert frames(a) == frames(b) == [] and c.world.sessions["erin"].meta.order.stale == 1
+
+
+async def test_a_timer_that_finds_the_gap_filled_routes_nothing_twice() -> None:
+    c = Cluster(Limits(max_events=500, hold_s=0.05))
+    await c.start()
+    a = await c.connect("gw-a", "fay")
+    frames(a)
+    fan = c.fanouts["gw-a"]
+    assert await fan.handle_batch([vev(1, 2, "fay")]) == [True]  # held: v1 missing
+    assert await c.fanouts["gw-b"].handle_batch([vev(1, 1, "fay", "task_created")]) == [True]
+    assert [f["data"]["version"] for f in frames(a)] == [1, 2]  # released by gw-b's turn
+    c.world.fail("fay", "deliver")  # the timer's release turn fails once: tried again later
+    for _ in range(300):
+        if not fan.release_timers.busy:
+            break
+        await asyncio.sleep(0.01)
+    # gw-a's timer still fired (it can't know): failed once, tried again, found nothing due.
+    assert fan.release_timers.fired == 2 and c.world.calls[-2:] == [("fay", "deliver")] * 2
+    assert frames(a) == [] and fan.released == 0
+
+
+async def test_a_held_event_redelivered_after_its_hold_is_routed_once(cluster: Cluster) -> None:
+    a = await cluster.connect("gw-a", "gus")
+    frames(a)
+    cluster.world.clock = 100.0
+    fan = cluster.fanouts["gw-a"]
+    assert await fan.handle_batch([vev(1, 2, "gus")]) == [True]  # held: v1 missing
+    cluster.world.clock += cluster.world.limits.hold_s
+    # Dapr delivers the same message again after the hold: the turn releases it first, then
+    # finds its own event a duplicate; the answer lists it once.
+    assert await fan.handle_batch([vev(1, 2, "gus")]) == [True]
+    assert [(f["seq"], f["data"]["version"]) for f in frames(a)] == [(1, 2)]
+    assert fan.released == 0
+    fan.close()
+
+
+async def test_release_timers_are_one_per_user_bounded_and_closed() -> None:
+    fired: list[str] = []
+
+    async def fire(user: str) -> None:
+        fired.append(user)
+
+    timers = ReleaseTimers(fire, limit=2, margin_s=0.0)
+    timers.arm("u1", 0.05)
+    timers.arm("u1", 0.5)  # later than the pending one: kept as it is
+    timers.arm("u2", 0.5)
+    timers.arm("u3", 0.01)  # over the limit: not scheduled
+    assert (len(timers), timers.skipped) == (2, 1)
+    timers.arm("u2", 0.02)  # sooner: replaces
+    await asyncio.sleep(0.1)
+    assert sorted(fired) == ["u1", "u2"] and not timers.busy
+    timers.arm("u1", 0.01)
+    timers.close()
+    timers.arm("u2", 0.01)
+    await asyncio.sleep(0.05)
+    assert sorted(fired) == ["u1", "u2"] and len(timers) == 0

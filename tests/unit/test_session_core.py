@@ -16,6 +16,7 @@ from actors.session_core import (
     AttachOutcome,
     AttachResult,
     ConnLease,
+    DeliverResult,
     DeviceCursor,
     EventRecord,
     Filters,
@@ -31,6 +32,7 @@ from actors.session_core import (
     forget_dead,
     new_session,
     read_range,
+    release,
     routes,
     set_filters,
     trim,
@@ -879,6 +881,7 @@ op = st.one_of(
     st.tuples(st.just("detach"), st.sampled_from(CONNS)),
     st.tuples(st.just("snapshot"), st.sampled_from(["r0", "r1"]), st.sampled_from(CONNS), dt),
     st.tuples(st.just("trim"), dt),
+    st.tuples(st.just("release"), st.sampled_from([0.0, 0.2, 0.5, 1.0])),
     st.tuples(st.just("filters"), st.booleans()),
 )
 
@@ -900,6 +903,28 @@ def _check_trim(
         assert t > floor
 
 
+def _check_released(meta: SessionMeta, old_head: int, old_tail: int, res: DeliverResult | None,
+                    released: list[tuple[str, DeliverResult]], now: float,
+                    ts: dict[int, float]) -> None:
+    """The event's own append, then the released ones, took the next seqs gap-free; released
+    events are recorded (appended, filtered or stale) and no longer held."""
+    for eid, r in released:
+        assert r.status in ("appended", "filtered", "stale") and eid not in meta.order.held
+    results = ([res] if res is not None else []) + [r for _, r in released]
+    appended = [r for r in results if r.status == "appended"]
+    assert [r.seq for r in appended] == list(range(old_head + 1, meta.head + 1))
+    for r in appended:
+        assert r.record is not None and r.record.seq == r.seq
+        ts[r.seq] = now
+    if appended:
+        _check_trim(meta, old_tail, [s for r in appended for s in r.delete], now, ts)
+
+
+def _due(meta: SessionMeta, now: float) -> bool:
+    """Anything still held whose hold is over?"""
+    return any(now - h.first >= P_LIM.hold_s for h in meta.order.held.values())
+
+
 @settings(
     max_examples=80,
     deadline=None,
@@ -919,34 +944,40 @@ def test_random_operations_keep_invariants(ops: list[tuple[Any, ...]]) -> None:
             _, n, type_, task, version, _ = item
             eid = f"e{n}"
             was_seen = any(i == eid for i, _ in meta.seen)
+            was_held = eid in meta.order.held
             before = meta.to_wire()
             mark = meta.order.tasks.get(task) if task else None
             newest = mark.version if mark else 0
             res = deliver(meta, IncomingEvent(eid, type_, {}, task, None, version), now, P_LIM)
+            released = dict(res.released)
             if was_seen:
                 assert res.status == "duplicate" and meta.to_wire() == before
+            elif was_held:
+                assert res.status == "held" and res.seq == 0  # kept once, not twice
             elif res.status == "stale":
                 # Never appended, never remembered: superseded by a recorded version or a delete.
                 assert version is not None and mark is not None and res.newest == newest
                 assert version <= newest or (mark.deleted and type_ != "task_created")
                 assert res.seq == 0 and not res.routes and eid not in dict(meta.seen)
             elif res.status == "held":
-                assert version is not None and version > newest + 1 and eid in meta.order.held
-                assert res.seq == 0 and not res.routes and eid not in dict(meta.seen)
+                # Kept in the session (or released at once, by the bound, with the oldest).
+                assert version is not None and version > newest + 1 and task is not None
+                assert (eid in meta.order.held) != (eid in released)
+                assert res.seq == 0 and not res.routes
             elif res.status == "filtered":
-                assert meta.head == old_head and res.seq == 0
-                assert not meta.filters.matches(type_, task, None)
+                assert res.seq == 0 and not meta.filters.matches(type_, task, None)
             else:
-                assert res.status == "appended" and res.seq == old_head + 1 == meta.head
-                ts[res.seq] = now
-                _check_trim(meta, old_tail, res.delete, now, ts)
-            if res.status in ("appended", "filtered") and version is not None and task:
+                assert res.status == "appended" and res.seq == old_head + 1
+            if res.status in ("appended", "filtered") and version and task and not released:
                 # Recorded: the task's newest version is this one, and it moved forward.
                 assert version > newest or (mark is not None and mark.deleted)
                 assert meta.order.tasks[task].version == version
                 assert eid not in meta.order.held
-            if res.status != "appended":
-                assert meta.head == old_head
+            _check_released(meta, old_head, old_tail, res, list(res.released), now, ts)
+        elif kind == "release":
+            got = release(meta, now, P_LIM)
+            _check_released(meta, old_head, old_tail, None, got, now, ts)
+            assert not _due(meta, now)
         elif kind == "ack":
             _, device, seq, _ = item
             before_cursor = meta.devices[device].seq if device in meta.devices else 0

@@ -32,8 +32,9 @@ def apply(store: dict[str, Any], ops: list[Operation]) -> None:
 def rebuild(store: dict[str, Any]) -> tuple[core.SessionMeta, dict[int, core.EventRecord]]:
     meta = store[storage.META_KEY]
     needed, buckets = storage.keys_needed(meta)
+    held = store.get(storage.HELD_KEY) if storage.held_needed(meta) else None
     return storage.restore(meta, {k: store.get(storage.chunk_key(k)) for k in needed},
-                           {b: store.get(storage.order_key(b)) for b in buckets})
+                           {b: store.get(storage.order_key(b)) for b in buckets}, held)
 
 
 class Shell:
@@ -46,21 +47,33 @@ class Shell:
         self.writes: list[list[Operation]] = []
 
     def commit(self, appended: list[int], deleted: list[int],
-               buckets: frozenset[int] = frozenset()) -> None:
+               buckets: frozenset[int] = frozenset(), held: bool = False) -> None:
         for s in deleted:
             self.records.pop(s, None)
-        ops = storage.write_ops(self.meta, self.records, appended, deleted, buckets)
+        ops = storage.write_ops(self.meta, self.records, appended, deleted, buckets, held)
         self.writes.append(ops)
         apply(self.store, ops)
 
     def deliver(self, eid: str, now: float, version: int | None = None, task: str = "t1",
                 type_: str = "task_updated") -> core.DeliverResult:
+        held = dict(self.meta.order.held)
         res = core.deliver(self.meta, core.IncomingEvent(eid, type_, {"n": eid}, task, None,
                                                          version), now, LIM)
-        if res.record is not None:
-            self.records[res.record.seq] = res.record
-        self.commit([res.record.seq] if res.record else [], res.delete, res.buckets)
+        self.keep([res, *(r for _, r in res.released)], held)
         return res
+
+    def release(self, now: float) -> None:
+        held = dict(self.meta.order.held)
+        self.keep([r for _, r in core.release(self.meta, now, LIM)], held)
+
+    def keep(self, results: list[core.DeliverResult], held: dict[str, Any]) -> None:
+        for r in results:
+            if r.record is not None:
+                self.records[r.record.seq] = r.record
+        self.commit([r.record.seq for r in results if r.record],
+                    [s for r in results for s in r.delete],
+                    frozenset(b for r in results for b in r.buckets),
+                    self.meta.order.held != held)
 
     def ack(self, device: str, seq: int, now: float) -> None:
         self.commit([], core.ack(self.meta, device, seq, now, LIM))
@@ -76,7 +89,7 @@ def test_deliver_writes_meta_and_one_chunk_in_one_transaction() -> None:
     # The meta stays small however long the log: no stamps, no seen ids, no events.
     assert set(sh.store["meta"]) == {"v", "epoch", "head", "tail", "devices", "conns", "filters",
                                      "order"}
-    assert sh.store["meta"]["order"] == {"stale": 0, "tick": 0, "buckets": [], "held": []}
+    assert sh.store["meta"]["order"] == {"stale": 0, "tick": 0, "buckets": [], "held": 0}
     assert sorted(sh.store) == ["c:0", "c:1", "meta"]
     assert len(sh.store["c:1"]) == 40 - storage.CHUNK
 
@@ -100,11 +113,16 @@ def test_task_versions_live_in_buckets_written_with_the_turn() -> None:
         sh.deliver(f"{task}1", T0 + i, 1, task, "task_created")
     sh.deliver("c2", T0 + 9, 2, "c", "task_deleted")
     sh.deliver("d1-again", T0 + 9, 1, "d")  # stale: counted in the meta
-    sh.deliver("e5", T0 + 9, 5, "e")  # held: first seen kept in the meta
+    sh.deliver("e5", T0 + 9, 5, "e")  # held: kept whole in the held key, written with the turn
     first = sh.writes[0]
     assert [k for _, k, _ in first] == ["meta", "c:0", storage.order_key(task_order.bucket_of("a"))]
+    assert [k for _, k, _ in sh.writes[-1]] == ["meta", storage.HELD_KEY]
     assert sh.store["meta"]["order"]["stale"] == 1
-    assert sh.store["meta"]["order"]["held"] == [["e5", T0 + 9]]
+    assert sh.store["meta"]["order"]["held"] == 1
+    assert sh.store[storage.HELD_KEY] == [
+        ["e5", "e", "task_updated", 5, T0 + 9,
+         {"id": "e5", "type": "task_updated", "data": {"n": "e5"}, "task_id": "e",
+          "list_id": None, "version": 5}]]
     # The meta names the used buckets; every bucket key holds only its own tasks.
     used = sh.store["meta"]["order"]["buckets"]
     assert sorted(k for k in sh.store if k.startswith("o:")) == sorted(
@@ -113,6 +131,12 @@ def test_task_versions_live_in_buckets_written_with_the_turn() -> None:
     assert meta == sh.meta and list(meta.order.tasks) == list(sh.meta.order.tasks) == [
         "b", "d", "e", "f", "c"]
     assert records == sh.records
+    # Its release (hold over) appends it and deletes the held key in the same transaction.
+    sh.release(T0 + 9 + LIM.hold_s)
+    assert [k for _, k, _ in sh.writes[-1]] == [
+        "meta", "c:0", storage.order_key(task_order.bucket_of("e")), storage.HELD_KEY]
+    assert storage.HELD_KEY not in sh.store and sh.records[sh.meta.head].id == "e5"
+    assert rebuild(sh.store) == (sh.meta, sh.records)
     # Evicting the last task of a bucket deletes its key.
     for i in range(5):
         sh.deliver(f"z{i}", T0 + 20, 1, f"z{i}", "task_created")
@@ -179,6 +203,7 @@ OPS = st.lists(
         # A versioned event: (id, task, version); the id names the pair so redeliveries match.
         st.tuples(st.just("versioned"), st.integers(0, 7), st.integers(1, 5)),
         st.tuples(st.just("ack"), st.integers(0, 200)),
+        st.tuples(st.just("release"), st.integers(0, 3)),
     ),
     max_size=160,
 )
@@ -197,6 +222,8 @@ def test_any_history_rebuilds_to_the_same_session(ops: list[tuple[Any, ...]]) ->
             (version,) = rest
             sh.deliver(f"t{n}v{version}", T0 + i * 0.25, version, f"t{n}",
                        "task_deleted" if version == 5 else "task_updated")
+        elif kind == "release":
+            sh.release(T0 + i * 0.25 + n * LIM.hold_s)
         else:
             sh.ack("d1", n, T0 + i)
         meta, records = rebuild(sh.store)
