@@ -134,7 +134,14 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
                 statuses.append({"entryId": entry_id, "status": "DROP"})
                 continue
             batch.append((entry_id, ev))
-        results = await ctx.fanout.handle_batch([ev for _, ev in batch])
+        try:
+            results = await ctx.fanout.handle_batch([ev for _, ev in batch])
+        except Exception:
+            # Not a transient failure (those come back as per-entry RETRY): a bug. Counted and
+            # logged with its traceback; the 500 makes daprd retry the batch.
+            ctx.fanout.bugs += 1
+            log.exception("fan-out of a batch of %d failed", len(batch))
+            raise
         for (entry_id, _), ok in zip(batch, results, strict=True):
             statuses.append({"entryId": entry_id, "status": "SUCCESS" if ok else "RETRY"})
         return statuses
@@ -154,7 +161,7 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
     async def stats() -> dict[str, Any]:
         f = ctx.fanout
         return {"replica": settings.replica_id, "events": f.events, "actor_calls": f.actor_calls,
-                "forwards": f.forwards, "connections": len(ctx.hub.conns)}
+                "forwards": f.forwards, "bugs": f.bugs, "connections": len(ctx.hub.conns)}
 
     @app.get("/internal/connections")
     async def connections() -> list[dict[str, Any]]:

@@ -16,7 +16,9 @@ from gateway.ordering import SeqCursor
 from gateway.ratelimit import TokenBucket
 
 # Queue entries: (frame, SSE id or None). SSE uses the id as the resume position.
-Outgoing = tuple[dict[str, Any], str | None]
+Outgoing = tuple[protocol.Frame, str | None]
+# What the cursor orders: the record, and its frame when shared with the user's other connections.
+Item = tuple[EventRecord, protocol.SharedFrame | None]
 
 
 class Connection:
@@ -36,9 +38,9 @@ class Connection:
         self.transport = transport
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_max)
         self.max_held = max_held
-        self.cursor: SeqCursor[EventRecord] | None = None
+        self.cursor: SeqCursor[Item] | None = None
         self.epoch: str | None = None
-        self.early: list[tuple[str, EventRecord]] = []  # live events that beat the attach answer
+        self.early: list[tuple[str, Item]] = []  # live events that beat the attach answer
         self.conn_filter: Filters | None = None
         self.last_seen = time.monotonic()
         self.expires_at = expires_at
@@ -63,7 +65,7 @@ class Connection:
         }
 
     # -- sending -------------------------------------------------------------------------
-    def push(self, frame: dict[str, Any], sse_id: str | None = None) -> None:
+    def push(self, frame: protocol.Frame, sse_id: str | None = None) -> None:
         if self.closed.is_set():
             return
         try:
@@ -102,12 +104,15 @@ class Connection:
         self.epoch = epoch
         self.cursor = SeqCursor(start_seq, max_held=self.max_held)
 
-    def offer(self, epoch: str, item: EventRecord) -> None:
-        """Feed one event (replayed or live). Returns nothing: frames go to the queue."""
+    def offer(
+        self, epoch: str, item: EventRecord, shared: protocol.SharedFrame | None = None
+    ) -> None:
+        """Feed one event (replayed or live). Returns nothing: frames go to the queue. `shared`
+        is the event's frame when other connections write it too (encoded once for all)."""
         if self.closed.is_set():
             return
         if self.cursor is None:
-            self.early.append((epoch, item))
+            self.early.append((epoch, (item, shared)))
             if len(self.early) > self.max_held:
                 self.fail(protocol.SLOW_CONSUMER)
             return
@@ -119,12 +124,12 @@ class Connection:
                 protocol.resync_required(epoch, item.seq - 1, "epoch_changed"),
                 self.position(item.seq - 1),
             )
-        for ready in self.cursor.offer(item.seq, item, time.monotonic()):
+        for ready, frame in self.cursor.offer(item.seq, (item, shared), time.monotonic()):
             if self.conn_filter is None or self.conn_filter.matches(
                 ready.type, ready.task_id, ready.list_id
             ):
                 self.push(
-                    protocol.event_frame(ready.type, ready.seq, ready.id, ready.data),
+                    frame or protocol.event_frame(ready.type, ready.seq, ready.id, ready.data),
                     self.position(ready.seq),
                 )
         if self.cursor.overflowed:
@@ -132,8 +137,8 @@ class Connection:
 
     def drain_early(self) -> None:
         early, self.early = self.early, []
-        for epoch, item in early:
-            self.offer(epoch, item)
+        for epoch, (item, shared) in early:
+            self.offer(epoch, item, shared)
 
     def resync(self, epoch: str, head: int, reason: str) -> None:
         self.epoch = epoch

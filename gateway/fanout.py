@@ -60,6 +60,7 @@ class Fanout:
         self.actor_calls = 0
         self.events = 0
         self.forwards = 0
+        self.bugs = 0  # batches that failed with something other than a transient error
         self.held = 0  # events the actor held because an earlier version of the task is missing
         self.released = 0  # held events of earlier turns routed when a later turn recorded them
         self.stale = 0  # events superseded by a later version of their task

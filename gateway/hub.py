@@ -217,6 +217,10 @@ class Hub:
 
     # -- live events ---------------------------------------------------------------------------
     def deliver_local(self, user: str, conn_ids: list[str], epoch: str, item: EventRecord) -> None:
+        # One frame object for all of the user's connections here: encoded once per encoding.
+        shared = protocol.SharedFrame(
+            protocol.event_frame(item.type, item.seq, item.id, item.data)
+        ) if len(conn_ids) > 1 else None
         for cid in conn_ids:
             conn = self.conns.get(cid)
             if conn is None or conn.user != user:
@@ -225,7 +229,7 @@ class Hub:
                 if conn is None and cid.startswith(f"{self.settings.replica_id}."):
                     self._stale.setdefault(user, set()).add(cid)
                 continue
-            conn.offer(epoch, item)
+            conn.offer(epoch, item, shared)
             self._check_gap(conn)
 
     def _check_gap(self, conn: Connection) -> None:

@@ -64,10 +64,40 @@ def _dumps(frame: dict[str, Any]) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def encode(frame: dict[str, Any], enc: Encoding) -> str | bytes:
+class SharedFrame:
+    """One event frame shared by every connection of a user that gets it: encoded at most once
+    per encoding, however many connections (and transports) write it."""
+
+    __slots__ = ("_cache", "body")
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self._cache: dict[str, str | bytes] = {}
+
+    def encoded(self, enc: Encoding) -> str | bytes:
+        out = self._cache.get(enc)
+        if out is None:
+            out = self._cache[enc] = _encode(self.body, enc)
+        return out
+
+
+Frame = dict[str, Any] | SharedFrame
+
+
+def _encode(frame: dict[str, Any], enc: Encoding) -> str | bytes:
     if enc == "msgpack":
         return msgpack.packb(frame, use_bin_type=True)
     return _dumps(frame)
+
+
+def encode(frame: Frame, enc: Encoding) -> str | bytes:
+    if isinstance(frame, SharedFrame):
+        return frame.encoded(enc)
+    return _encode(frame, enc)
+
+
+def body(frame: Frame) -> dict[str, Any]:
+    return frame.body if isinstance(frame, SharedFrame) else frame
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -380,8 +410,9 @@ def _sse_line_safe(text: str, what: str) -> None:
         raise ValueError(f"SSE {what} must not contain CR or LF")
 
 
-def format_sse(frame: dict[str, Any], event_id: str | None) -> str:
-    data = _dumps(frame)  # JSON escapes control characters, so this is one line
+def format_sse(frame: Frame, event_id: str | None) -> str:
+    data = encode(frame, "json")  # JSON escapes control characters, so this is one line
+    assert isinstance(data, str)
     if event_id is None:
         return f"data: {data}\n\n"
     _sse_line_safe(event_id, "id")

@@ -112,8 +112,9 @@ async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
         await ctx.hub.remove(conn)
 
 
-def _has_position(frame: dict[str, Any]) -> bool:
+def _has_position(out: protocol.Frame) -> bool:
     # Only frames that move the position carry an id (so Last-Event-ID is always a position).
+    frame = protocol.body(out)
     return frame.get("type") in ("welcome", "resync_required") or (
         "seq" in frame and "data" in frame
     )

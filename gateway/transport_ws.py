@@ -96,6 +96,19 @@ async def websocket_endpoint(ws: WebSocket, ctx: Context) -> None:
         await ctx.hub.remove(conn)
 
 
+def _ended(ws: WebSocket, conn: Connection, e: Exception) -> None:
+    """Starlette raises RuntimeError for a send or receive on a socket that already closed: that
+    is a normal end. Any other RuntimeError is a bug: logged with its traceback, closed 4500."""
+    gone = WebSocketState.DISCONNECTED
+    if isinstance(e, WebSocketDisconnect | OSError) or gone in (
+        ws.client_state, ws.application_state
+    ):
+        conn.fail(protocol.NORMAL)
+        return
+    log.error("%s: unexpected transport error", conn.conn_id, exc_info=e)
+    conn.fail(protocol.INTERNAL_ERROR)
+
+
 async def _writer(
     ws: WebSocket, conn: Connection, enc: protocol.Encoding, send_timeout: float
 ) -> None:
@@ -103,13 +116,17 @@ async def _writer(
         while True:
             frame, _ = await conn.next_out()
             data = protocol.encode(frame, enc)
-            send = ws.send_bytes(data) if isinstance(data, bytes) else ws.send_text(data)
-            await asyncio.wait_for(send, send_timeout)
+            # asyncio.timeout, not wait_for: no task per frame (a 500-event replay is 500 sends).
+            async with asyncio.timeout(send_timeout):
+                if isinstance(data, bytes):
+                    await ws.send_bytes(data)
+                else:
+                    await ws.send_text(data)
     except TimeoutError:
         # The socket buffers are full and stay full: it stopped reading. The log has it all.
         conn.fail(protocol.SLOW_CONSUMER)
-    except (WebSocketDisconnect, RuntimeError, OSError):
-        conn.fail(protocol.NORMAL)
+    except (WebSocketDisconnect, RuntimeError, OSError) as e:
+        _ended(ws, conn, e)
 
 
 async def _reader(ws: WebSocket, conn: Connection, ctx: Context, enc: protocol.Encoding) -> None:
@@ -148,8 +165,8 @@ async def _reader(ws: WebSocket, conn: Connection, ctx: Context, enc: protocol.E
                     return
                 continue
             await ctx.frames.handle(conn, frame)
-    except (WebSocketDisconnect, RuntimeError, OSError):
-        conn.fail(protocol.NORMAL)
+    except (WebSocketDisconnect, RuntimeError, OSError) as e:
+        _ended(ws, conn, e)
 
 
 async def _heartbeat(conn: Connection, ctx: Context) -> None:

@@ -111,3 +111,17 @@ async def test_wait_room_without_progress_is_a_slow_consumer() -> None:
         c.offer("ep", item(s))
     await c.wait_room(0.05)
     assert c.close_code is protocol.SLOW_CONSUMER
+
+
+def test_a_shared_frame_is_encoded_once_for_every_connection() -> None:
+    a, b = conn(), conn()
+    shared = protocol.SharedFrame(protocol.event_frame("task_updated", 1, "e1", {"id": "1"}))
+    a.offer("ep", item(1), shared)
+    b.offer("ep", item(1), shared)
+    fa, _ = a.queue.get_nowait()
+    fb, _ = b.queue.get_nowait()
+    assert fa is fb is shared
+    assert protocol.encode(fa, "json") is protocol.encode(fb, "json")  # the cached text
+    assert protocol.encode(fa, "msgpack") is protocol.encode(fb, "msgpack")
+    assert protocol.format_sse(fa, "ep:1") == (
+        'id: ep:1\ndata: {"type":"task_updated","seq":1,"id":"e1","data":{"id":"1"}}\n\n')
