@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(10.0, gt=0,
                                   validation_alias=_env("TASKSYNC_SEND_TIMEOUT_SECONDS"))
     gap_hold_s: float = Field(0.5, ge=0, le=30, validation_alias=_env("TASKSYNC_GAP_HOLD_SECONDS"))
+    # A connection quiet this long after an event is checked once against the log's head (a lost
+    # last forward is filled); 0 turns the check off.
+    tail_check_s: float = Field(5.0, ge=0, validation_alias=_env("TASKSYNC_TAIL_CHECK_SECONDS"))
     # Coalescing window: one actor write per connection per window, however many acks.
     ack_interval_s: float = Field(2.0, gt=0,
                                   validation_alias=_env("TASKSYNC_ACK_INTERVAL_SECONDS"))

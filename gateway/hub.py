@@ -55,6 +55,8 @@ class Hub:
         self._looked_up = 0.0  # monotonic time of the last on-demand registry lookup
         self._stale: dict[str, set[str]] = {}  # user -> routed conn ids this replica lacks
         self._last_beat: float | None = None  # monotonic time of the last renewed lease
+        self._tail_timers: dict[str, asyncio.TimerHandle] = {}
+        self.tail_fills = 0  # lost tails found by the tail check (stats, tests)
         # Presence joins/leaves of concurrent connects share calls (connect rate).
         self._presence = Outbox[tuple[str, str]](self._presence_change)
 
@@ -199,6 +201,9 @@ class Hub:
             return
         if not self.conns:
             self._all_gone.set()
+        timer = self._tail_timers.pop(conn.conn_id, None)
+        if timer is not None:
+            timer.cancel()
         for task in (conn.gap_task, conn.background):
             if task is not None:
                 task.cancel()
@@ -231,6 +236,7 @@ class Hub:
                 continue
             conn.offer(epoch, item, shared)
             self._check_gap(conn)
+            self._watch_tail(conn)
 
     def _check_gap(self, conn: Connection) -> None:
         if conn.replaying:
@@ -239,21 +245,53 @@ class Hub:
             conn.gap_task = asyncio.create_task(self._fill_gap(conn))
 
     async def _fill_gap(self, conn: Connection) -> None:
-        # Out-of-order arrivals usually heal within the hold; only then ask the actor.
-        await asyncio.sleep(self.settings.gap_hold_s)
-        if not conn.has_gap() or conn.closed.is_set() or conn.cursor is None or conn.epoch is None:
+        # Out-of-order arrivals usually heal within the hold, counted from when the gap began
+        # (the cursor knows); only then ask the actor.
+        started = conn.cursor.gap_started if conn.cursor is not None else None
+        wait = self.settings.gap_hold_s
+        if started is not None:
+            wait = max(0.0, started + self.settings.gap_hold_s - time.monotonic())
+        await asyncio.sleep(wait)
+        if not conn.has_gap():
+            return
+        await self._read_missing(conn, "gap fill")
+
+    async def _read_missing(self, conn: Connection, why: str) -> None:
+        """Read what the log has after the connection's position and feed it (a gap, or a lost
+        tail); a position the log can't honour gets resync_required."""
+        if conn.closed.is_set() or conn.cursor is None or conn.epoch is None:
             return
         try:
             page = await self.sessions.read(conn.user, conn.epoch, conn.cursor.last)
         except ActorUnavailable as e:
-            log.warning("gap fill for %s failed: %s", conn.conn_id, e)
+            log.warning("%s for %s failed: %s", why, conn.conn_id, e)
             conn.fail(protocol.UNAVAILABLE)
             return
         if page.resync:
             conn.resync(page.epoch, page.head, "too_old")
             return
-        await self._feed(conn, page.events)
+        if page.events:
+            self.tail_fills += why == "tail check"
+            await self._feed(conn, page.events)
         self._check_gap(conn)
+
+    def _watch_tail(self, conn: Connection) -> None:
+        """A connection that just got an event is checked once, after it has been quiet for
+        tail_check_s, against the log's head: a lost last forward is filled instead of waiting
+        for the user's next event. Idle connections cost nothing; busy ones one read per quiet."""
+        if self.settings.tail_check_s <= 0:
+            return
+        old = self._tail_timers.pop(conn.conn_id, None)
+        if old is not None:
+            old.cancel()
+        self._tail_timers[conn.conn_id] = asyncio.get_running_loop().call_later(
+            self.settings.tail_check_s, self._tail_due, conn
+        )
+
+    def _tail_due(self, conn: Connection) -> None:
+        self._tail_timers.pop(conn.conn_id, None)
+        if not conn.closed.is_set() and not conn.replaying:
+            self._spawn(self._read_missing(conn, "tail check"))
 
     # -- periodic ------------------------------------------------------------------------------
     async def _flush_ack(self, conn: Connection) -> None:
