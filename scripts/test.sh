@@ -8,9 +8,9 @@ log() { printf '\n[test] %s\n' "$*" >&2; }
 t0=$(date +%s)
 
 log "ruff"
-.venv/bin/ruff check actors gateway devtools tests demo bench clients deploy
-log "mypy (strict on actors/ and gateway/)"
-.venv/bin/mypy actors gateway
+.venv/bin/ruff check actors gateway vocab devtools tests demo bench clients deploy
+log "mypy (strict on actors/, gateway/ and vocab/)"
+.venv/bin/mypy actors gateway vocab
 log "unit tests"
 .venv/bin/python -m pytest -q tests/unit -p no:cacheprovider
 log "JS client tests (node --test)"
