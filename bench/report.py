@@ -190,9 +190,9 @@ def section(doc: dict[str, Any], src: Path) -> str:
         BEGIN,
         f"## Peer comparison: tasksync vs python-socketio vs Centrifugo ({tag} run)",
         "",
-        "> **Development snapshot** - a `--short` run on the shared, noisy 2-core machine while "
-        "other work was running; to be rerun after the performance work lands. Ratios are the "
-        "comparable part; absolute figures move with the machine's load."
+        "> A `--short` run (1,000 connections, 5 s sweep steps) on the shared, noisy 2-core "
+        "machine while other work was running. Ratios are the comparable part; absolute figures "
+        "move with the machine's load."
         if tag == "short" else "> Full run. Absolute figures move with the machine's load.",
         "",
         "```sh",
