@@ -216,7 +216,7 @@ class Fanout:
 
     async def _forward(self, replica: str, items: list[ForwardItem]) -> None:
         self.forwards += 1
-        url = await self.hub.peer_url(replica)
+        url = await self.hub.members.peer_url(replica)
         if url is None:
             raise PeerUnavailable(f"no address for replica {replica} in the registry")
         await self.peers.send(url, ForwardBatch(self.settings.replica_id, items))

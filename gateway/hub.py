@@ -2,8 +2,7 @@
 
 - attach: register first (so live events are buffered), then ask the actor, replay, drain.
 - gaps: hold briefly, then fill from the actor's log (or tell the client to resync).
-- liveness: ONE registry lease per replica, renewed every lease/3 (never per user or per
-  connection); a crashed replica's routes die with its lease.
+- liveness and presence: gateway/membership.py (one registry lease per replica).
 - acks: coalesced per connection and flushed on a timer, not one actor call per ack; routes
   to connections this replica no longer has are detached in the same flush.
 """
@@ -21,7 +20,7 @@ from gateway import protocol
 from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
 from gateway.connection import Connection
-from gateway.outbox import Outbox
+from gateway.membership import Membership
 from gateway.sessions import SessionsPort
 
 log = logging.getLogger("gateway.hub")
@@ -48,17 +47,10 @@ class Hub:
         self._loops: list[asyncio.Task[None]] = []
         self.draining = False
         self._all_gone = asyncio.Event()  # set whenever the table empties (drain waits on it)
-        # The last registry snapshot: attach and deliver pass it to the actor, which drops the
-        # connections of dead replicas (judged by the same rule as everywhere: Liveness.holds).
-        self.liveness: Liveness | None = None
-        self.peer_urls: dict[str, str] = {}  # live replica -> where forwards go
-        self._looked_up = 0.0  # monotonic time of the last on-demand registry lookup
+        self.members = Membership(settings, sessions)
         self._stale: dict[str, set[str]] = {}  # user -> routed conn ids this replica lacks
-        self._last_beat: float | None = None  # monotonic time of the last renewed lease
         self._tail_timers: dict[str, asyncio.TimerHandle] = {}
         self.tail_fills = 0  # lost tails found by the tail check (stats, tests)
-        # Presence joins/leaves of concurrent connects share calls (connect rate).
-        self._presence = Outbox[tuple[str, str]](self._presence_change)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,35 +98,13 @@ class Hub:
         self.by_user.setdefault(user, set()).add(conn.conn_id)
         return conn
 
-    async def _presence_change(self, changes: list[tuple[str, str]]) -> None:
-        """Joins and leaves of many connections in a few calls, applied in the order they
-        happened (a quick leave-then-join of one user must end joined)."""
-        run: list[str] = []
-        op = ""
-        for kind, user in [*changes, ("", "")]:
-            if kind != op and run:
-                if op == "join":
-                    await self.sessions.presence_join(run)
-                else:
-                    await self.sessions.presence_leave(run)
-                run = []
-            op = kind
-            run.append(user)
-
-    async def _presence_join(self, user: str) -> None:
-        try:
-            await self._presence.add(("join", user))
-        except ActorUnavailable as e:
-            # Broadcasts then miss this user until a later connection of theirs joins again.
-            log.warning("presence join %s failed: %s", user, e)
-
     async def register(self, conn: Connection, since: str | None) -> ReplayPage:
         """Register at the actor: it records the connection and reads the first replay page in
         one turn, and live events that race it wait in conn.early/the cursor, so the seam is
         exact. The replay itself is sent by replay(), paced by the client."""
         if self.by_user.get(conn.user) == {conn.conn_id}:
             # Before the welcome, so a broadcast right after connecting already counts us.
-            await self._presence_join(conn.user)
+            await self.members.join(conn.user)
         try:
             res = await self.sessions.attach(
                 conn.user, conn.conn_id, conn.device, since, self.liveness
@@ -216,7 +186,7 @@ class Hub:
             await self._flush_ack(conn)
             await self.sessions.detach(conn.user, [conn.conn_id])
             if last:
-                await self._presence.add(("leave", conn.user))
+                await self.members.left(conn.user)
         except ActorUnavailable as e:
             log.info("detach of %s left to lease expiry: %s", conn.conn_id, e)
 
@@ -326,44 +296,18 @@ class Hub:
         )
 
     async def heartbeat(self) -> None:
-        """Renew this replica's registry lease: O(1) calls per replica, whatever the load."""
-        try:
-            view = await self.sessions.heartbeat(self.settings.lease_s, self.settings.advertise_url)
-            self.liveness, self.peer_urls = view.live, view.urls
-        except ActorUnavailable as e:
-            log.warning("registry heartbeat failed (retried in %.1f s): %s",
-                        self.settings.lease_s / 3, e)
-            return
-        now = time.monotonic()
-        lapsed = self._last_beat is not None and now - self._last_beat >= self.settings.lease_s
-        self._last_beat = now
-        if lapsed:
-            # Our lease ran out meanwhile, so actors may have dropped our connections as dead:
-            # attach every one again from where it is (nothing is skipped, the cursor dedups).
+        """Renew this replica's lease; after a lapse, attach every connection again from where
+        it is (nothing is skipped, the cursor dedups) and re-join presence."""
+        if await self.members.heartbeat():
             log.warning("registry lease lapsed: re-attaching %d connections", len(self.conns))
             for conn in list(self.conns.values()):
                 if conn.cursor is not None:
                     self._spawn(self._reattach(conn))
-            # Presence entries may have been pruned the same way.
-            try:
-                await self.sessions.presence_join(sorted(self.by_user))
-            except ActorUnavailable as e:
-                log.warning("presence re-join after a lapse failed: %s", e)
+            await self.members.rejoin(sorted(self.by_user))
 
-    async def peer_url(self, replica: str) -> str | None:
-        """Where to forward to `replica`. A replica newer than our snapshot is looked up at once
-        (at most once a second), so its first events don't wait for the next heartbeat."""
-        url = self.peer_urls.get(replica)
-        now = time.monotonic()
-        if url is None and now - self._looked_up >= 1.0:
-            self._looked_up = now
-            try:
-                view = await self.sessions.registry_snapshot()
-                self.liveness, self.peer_urls = view.live, view.urls
-            except ActorUnavailable as e:
-                log.warning("registry lookup for %s failed: %s", replica, e)
-            url = self.peer_urls.get(replica)
-        return url
+    @property
+    def liveness(self) -> Liveness | None:
+        return self.members.liveness
 
     async def _reattach(self, conn: Connection) -> None:
         assert conn.cursor is not None
@@ -398,7 +342,4 @@ class Hub:
         await asyncio.gather(
             *(self.remove(c) for c in list(self.conns.values())), return_exceptions=True
         )
-        try:
-            await self.sessions.leave_registry()
-        except ActorUnavailable as e:
-            log.info("registry leave failed (the lease runs out instead): %s", e)
+        await self.members.leave()

@@ -1,0 +1,101 @@
+"""This replica's membership of the cluster: its registry lease, the liveness snapshot and peer
+addresses it learns from it, and the presence entries of its users.
+
+O(1) calls per replica on a timer (the lease), whatever the number of connections; presence
+changes of concurrent connects share calls (an outbox, applied in order).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from actors.session_core import Liveness
+from gateway.actor_client import ActorUnavailable
+from gateway.config import Settings
+from gateway.outbox import Outbox
+from gateway.sessions import RegistryView, SessionsPort
+
+log = logging.getLogger("gateway.membership")
+
+
+class Membership:
+    def __init__(self, settings: Settings, sessions: SessionsPort) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        # The last registry snapshot: attach and deliver pass it to the actor, which drops the
+        # connections of dead replicas (judged by the same rule everywhere: Liveness.holds).
+        self.liveness: Liveness | None = None
+        self.peer_urls: dict[str, str] = {}  # live replica -> where forwards go
+        self._looked_up = 0.0  # monotonic time of the last on-demand registry lookup
+        self._last_beat: float | None = None  # monotonic time of the last renewed lease
+        self._presence = Outbox[tuple[str, str]](self._presence_change)
+
+    def _learn(self, view: RegistryView) -> None:
+        self.liveness, self.peer_urls = view.live, view.urls
+
+    async def heartbeat(self) -> bool:
+        """Renew the lease. True when it had lapsed (no renewal for a whole lease): actors may
+        then have dropped this replica's connections and presence as dead."""
+        try:
+            self._learn(await self.sessions.heartbeat(self.settings.lease_s,
+                                                      self.settings.advertise_url))
+        except ActorUnavailable as e:
+            log.warning("registry heartbeat failed (retried in %.1f s): %s",
+                        self.settings.lease_s / 3, e)
+            return False
+        now = time.monotonic()
+        lapsed = self._last_beat is not None and now - self._last_beat >= self.settings.lease_s
+        self._last_beat = now
+        return lapsed
+
+    async def peer_url(self, replica: str) -> str | None:
+        """Where to forward to `replica`. A replica newer than our snapshot is looked up at once
+        (at most once a second), so its first events don't wait for the next heartbeat."""
+        url = self.peer_urls.get(replica)
+        now = time.monotonic()
+        if url is None and now - self._looked_up >= 1.0:
+            self._looked_up = now
+            try:
+                self._learn(await self.sessions.registry_snapshot())
+            except ActorUnavailable as e:
+                log.warning("registry lookup for %s failed: %s", replica, e)
+            url = self.peer_urls.get(replica)
+        return url
+
+    async def leave(self) -> None:
+        try:
+            await self.sessions.leave_registry()
+        except ActorUnavailable as e:
+            log.info("registry leave failed (the lease runs out instead): %s", e)
+
+    async def _presence_change(self, changes: list[tuple[str, str]]) -> None:
+        """Joins and leaves of many connections in a few calls, applied in the order they
+        happened (a quick leave-then-join of one user must end joined)."""
+        run: list[str] = []
+        op = ""
+        for kind, user in [*changes, ("", "")]:
+            if kind != op and run:
+                if op == "join":
+                    await self.sessions.presence_join(run)
+                else:
+                    await self.sessions.presence_leave(run)
+                run = []
+            op = kind
+            run.append(user)
+
+    async def join(self, user: str) -> None:
+        try:
+            await self._presence.add(("join", user))
+        except ActorUnavailable as e:
+            # Broadcasts then miss this user until a later connection of theirs joins again.
+            log.warning("presence join %s failed: %s", user, e)
+
+    async def left(self, user: str) -> None:
+        await self._presence.add(("leave", user))
+
+    async def rejoin(self, users: list[str]) -> None:
+        try:
+            await self.sessions.presence_join(users)
+        except ActorUnavailable as e:
+            log.warning("presence re-join after a lapse failed: %s", e)
