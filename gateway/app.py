@@ -21,6 +21,7 @@ from gateway.config import Settings
 from gateway.context import Context
 from gateway.forwards import ForwardBatch
 from gateway.peers import FORWARD_PATH
+from gateway.sessions import SessionsPort
 from gateway.topic_schema import (
     InvalidEvent,
     TaskEvent,
@@ -36,9 +37,13 @@ log = logging.getLogger("gateway")
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def create_app(settings: Settings | None = None, auth: AuthConfig | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    auth: AuthConfig | None = None,
+    sessions: SessionsPort | None = None,
+) -> FastAPI:
     settings = settings or Settings()
-    ctx = Context.build(settings, auth or AuthConfig.from_env())
+    ctx = Context.build(settings, auth or AuthConfig.from_env(), sessions)
     topic_limits = TopicLimits()
 
     @asynccontextmanager
@@ -81,7 +86,8 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
         if ctx.hub.draining:
             return JSONResponse({"ready": False, "why": "draining"}, status_code=503)
         try:
-            await ctx.sessions.dapr.call("Presence", "shard-0", "list_users", {})
+            # A real actor call through daprd and placement (the registry's one actor).
+            await ctx.sessions.registry_snapshot()
         except ActorUnavailable as e:
             return JSONResponse({"ready": False, "why": str(e)[:200]}, status_code=503)
         return JSONResponse({"ready": True, "replica": settings.replica_id})

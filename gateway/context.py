@@ -9,7 +9,7 @@ from gateway.config import Settings
 from gateway.fanout import Fanout
 from gateway.hub import AttachRefused, Hub
 from gateway.peers import Peers
-from gateway.sessions import Sessions
+from gateway.sessions import Sessions, SessionsPort
 
 
 @dataclass
@@ -17,16 +17,21 @@ class Context:
     settings: Settings
     auth: AuthConfig
     dapr: DaprClient
-    sessions: Sessions
+    sessions: SessionsPort
     hub: Hub
     fanout: Fanout
     frames: FrameHandler
     attach_refused: type[AttachRefused] = AttachRefused
 
     @staticmethod
-    def build(settings: Settings, auth: AuthConfig) -> "Context":
+    def build(
+        settings: Settings, auth: AuthConfig, sessions: SessionsPort | None = None
+    ) -> "Context":
+        """`sessions` replaces the actors through daprd (in-process tests pass the in-memory
+        backend)."""
         dapr = DaprClient(settings.dapr_url, settings.dapr_api_token)
-        sessions = Sessions(dapr, settings.replica_id)
+        if sessions is None:
+            sessions = Sessions(dapr, settings.replica_id)
         hub = Hub(settings, sessions)
         return Context(
             settings=settings,
