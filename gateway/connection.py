@@ -80,6 +80,15 @@ class Connection:
         self._room.set()
         return item
 
+    def next_nowait(self) -> Outgoing | None:
+        """The next frame if one is queued, without waiting."""
+        try:
+            item = self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        self._room.set()
+        return item
+
     async def wait_room(self, stall_s: float) -> None:
         """Replays are paced by the writer instead of overflowing the queue: wait while the
         queue is over half full. A writer that makes no progress for `stall_s` is a slow

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway import protocol
 from gateway.auth import AuthError, Identity, verify
-from gateway.connection import Connection
+from gateway.connection import Connection, Outgoing
 from gateway.context import Context
 from gateway.handshake import ConnectRefused, bearer, check_connect
 from gateway.ratelimit import TokenBucket
@@ -83,6 +83,10 @@ async def sse_endpoint(request: Request, ctx: Context) -> Response:
 
 async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
     s = ctx.settings
+    # One watcher for the whole stream, and a getter task only when the queue is empty: a busy
+    # stream creates no task per frame, and closing the generator leaves no task pending.
+    closed = asyncio.create_task(conn.closed.wait())
+    get: asyncio.Task[Outgoing] | None = None
     try:
         yield f"retry: {RETRY_MS}\n\n"
         while True:
@@ -93,22 +97,27 @@ async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
                 if code is not protocol.NORMAL:
                     yield protocol.format_sse(protocol.error(code.name, code.action), None)
                 return
-            get = asyncio.create_task(conn.next_out())
-            closed = asyncio.create_task(conn.closed.wait())
-            done, _ = await asyncio.wait(
-                {get, closed}, timeout=s.heartbeat_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            closed.cancel()
-            if get in done:
-                frame, sse_id = get.result()
-                yield protocol.format_sse(frame, sse_id if _has_position(frame) else None)
-            else:
-                get.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await get
-                if not done:
-                    yield protocol.sse_comment(f"ping {int(time.time())}")
+            out = conn.next_nowait()
+            if out is None:
+                get = asyncio.create_task(conn.next_out())
+                done, _ = await asyncio.wait(
+                    {get, closed}, timeout=s.heartbeat_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                if get in done:
+                    out = get.result()
+                else:
+                    get.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await get
+                    if not done:
+                        yield protocol.sse_comment(f"ping {int(time.time())}")
+                    continue
+            frame, sse_id = out
+            yield protocol.format_sse(frame, sse_id if _has_position(frame) else None)
     finally:
+        for task in (closed, get):
+            if task is not None and not task.done():
+                task.cancel()
         await ctx.hub.remove(conn)
 
 
