@@ -12,6 +12,7 @@ from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI, Response
 
+from actors import metrics
 from actors.fast_dispatch import ActorFastPath
 from actors.presence_actor import Presence
 from actors.registry_actor import ReplicaRegistry
@@ -20,6 +21,7 @@ from actors.session_actor import UserSession
 from actors.state_client import STATE
 from actors.wire import pack
 from vocab.dapr_trust import DaprTokenMiddleware
+from vocab.scrape import MetricsEndpoint
 
 logging.basicConfig(
     level=os.environ.get("LOG_LEVEL", "INFO"),
@@ -50,8 +52,12 @@ api = FastAPI(title="tasksync sessions host", lifespan=lifespan)
 actor_ext = DaprActor(api)
 # What uvicorn serves. Every route is a Dapr callback: only daprd (holding APP_API_TOKEN) may call
 # them. Actor method calls, the hot path, skip FastAPI's routing (actors/fast_dispatch.py).
-app = DaprTokenMiddleware(
-    ActorFastPath(api), protected_prefixes=("/",), open_paths=("/healthz", "/readyz")
+# Outermost, GET /metrics: the app token, or TASKSYNC_METRICS_TOKEN as a bearer (vocab/scrape.py).
+app = MetricsEndpoint(
+    DaprTokenMiddleware(
+        ActorFastPath(api), protected_prefixes=("/",), open_paths=("/healthz", "/readyz")
+    ),
+    render=metrics.render,
 )
 
 

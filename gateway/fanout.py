@@ -126,8 +126,10 @@ class Fanout:
                     continue
                 if res.seq <= 0:
                     continue  # filtered, or a duplicate with nothing left to re-send
+                # ts: the publish time when known (the latency metric reads it), else now.
+                ts = batch[src].published_at or now
                 items.append((EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id,
-                                          ev.list_id, now), src))
+                                          ev.list_id, ts), src))
             self._route(user, answer, items, forwarded)
 
         await asyncio.gather(*(one(u, p) for u, p in pending.items()))

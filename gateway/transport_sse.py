@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gateway import protocol
+from gateway import metrics, protocol
 from gateway.auth import AuthError, Identity, verify
 from gateway.connection import Connection
 from gateway.context import Context
@@ -102,6 +102,7 @@ async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
             if get in done:
                 frame, sse_id = get.result()
                 yield protocol.format_sse(frame, sse_id if _has_position(frame) else None)
+                metrics.delivered("sse", frame)
             else:
                 get.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -9,7 +9,7 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from gateway import protocol
+from gateway import metrics, protocol
 from gateway.connection import Connection
 from gateway.context import Context
 from gateway.handshake import ConnectRefused, check_connect
@@ -122,6 +122,7 @@ async def _writer(
                     await ws.send_bytes(data)
                 else:
                     await ws.send_text(data)
+            metrics.delivered("websocket", frame)
     except TimeoutError:
         # The socket buffers are full and stay full: it stopped reading. The log has it all.
         conn.fail(protocol.SLOW_CONSUMER)
