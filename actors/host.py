@@ -1,6 +1,5 @@
 """Sessions host: the FastAPI app that hosts the UserSession and Presence actor types."""
 
-import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,13 +19,11 @@ from actors.serializers import BytesPassthroughSerializer
 from actors.session_actor import UserSession
 from actors.state_client import STATE
 from actors.wire import pack
+from vocab import logsetup
 from vocab.dapr_trust import DaprTokenMiddleware
 from vocab.scrape import MetricsEndpoint
 
-logging.basicConfig(
-    level=os.environ.get("LOG_LEVEL", "INFO"),
-    format="%(asctime)s %(levelname)s %(name)s %(message)s",
-)
+logsetup.configure("sessions")  # TASKSYNC_LOG_FORMAT, LOG_LEVEL, TASKSYNC_REPLICA_ID
 
 ActorRuntime.set_actor_config(
     ActorRuntimeConfig(

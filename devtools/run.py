@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--free-ports", action="store_true", help="free ports instead of dapr.yaml's")
     args = ap.parse_args(argv)
     secret = os.environ.get("TASKSYNC_JWT_SECRET", "dev-secret-change-me-0123456789abcdef")
-    env = {"TASKSYNC_JWT_SECRET": secret, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")}
+    env = {"TASKSYNC_JWT_SECRET": secret, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+           # Logs for a person at a terminal; the apps' default (json) is for collectors.
+           "TASKSYNC_LOG_FORMAT": os.environ.get("TASKSYNC_LOG_FORMAT", "text")}
     run_dir = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     topo = Topology(

@@ -30,6 +30,7 @@ from gateway.topic_schema import (
 )
 from gateway.transport_sse import sse_endpoint, sse_post
 from gateway.transport_ws import websocket_endpoint
+from vocab import logsetup
 from vocab.dapr_trust import DaprTokenMiddleware
 from vocab.scrape import MetricsEndpoint
 
@@ -113,7 +114,8 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
         try:
             await ctx.fanout.handle(ev)
         except ActorUnavailable as e:
-            log.warning("event %s: transient failure, asking Dapr to retry: %s", ev.event_id, e)
+            log.warning("event %s: transient failure, asking Dapr to retry: %s", ev.event_id, e,
+                        extra={"event": ev.event_id})
             metrics.RETRIED.inc()
             return {"status": "RETRY"}
         return {"status": "SUCCESS"}
@@ -257,8 +259,5 @@ def _json_size(value: Any) -> int:
         raise InvalidEvent("too_deep", "event nests too deep") from None
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def configure_logging(settings: Settings) -> None:
+    logsetup.configure("gateway", settings.log_level, settings.log_format, settings.replica_id)

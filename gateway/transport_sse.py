@@ -20,6 +20,7 @@ from gateway.connection import Connection
 from gateway.context import Context
 from gateway.handshake import ConnectRefused, bearer, check_connect
 from gateway.ratelimit import TokenBucket
+from vocab import logsetup
 
 RETRY_MS = 1000
 
@@ -61,6 +62,7 @@ async def sse_endpoint(request: Request, ctx: Context) -> Response:
     ident, device, since = params.ident, params.device, params.since
 
     conn = ctx.hub.new_connection(ident.user, device, "sse", ident.expires_at)
+    logsetup.bind(user=conn.user, conn=conn.conn_id)
     try:
         page = await asyncio.wait_for(ctx.hub.register(conn, since), s.handshake_timeout_s)
     except TimeoutError:
