@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
 from actors.wire import unpack
-from gateway import metrics, protocol, stream_trim
+from gateway import admin, metrics, protocol, stream_trim
 from gateway.actor_client import ActorUnavailable
 from gateway.auth import AuthConfig
 from gateway.config import Settings
@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None, auth: AuthConfig | None = None)
         )
     # Outermost: GET /metrics with the app token (or TASKSYNC_METRICS_TOKEN), vocab/scrape.py.
     app.add_middleware(MetricsEndpoint, render=metrics.render)
+
+    admin.install(app, ctx)  # /admin/: its own token (TASKSYNC_ADMIN_TOKEN), refused when unset
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     # The pub/sub Redis, to trim consumed stream entries (gateway/stream_trim.py); unset = off.
     stream_redis_url: str = Field("", validation_alias=_env("TASKSYNC_STREAM_REDIS_URL"))
     stream_trim_s: float = Field(2.0, gt=0, validation_alias=_env("TASKSYNC_STREAM_TRIM_SECONDS"))
+    # The operator API (gateway/admin.py); unset or empty = /admin/ refuses everything.
+    admin_token: str | None = Field(None, validation_alias=_env("TASKSYNC_ADMIN_TOKEN"))
+
+    @field_validator("admin_token", mode="after")
+    @classmethod
+    def _admin_token(cls, v: str | None) -> str | None:
+        if v and len(v) < 16:
+            raise ValueError("TASKSYNC_ADMIN_TOKEN must have at least 16 characters")
+        return v or None
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
