@@ -10,5 +10,6 @@ if __name__ == "__main__":
         host=os.environ.get("TASKSYNC_BIND", "127.0.0.1"),
         port=int(os.environ.get("APP_PORT", "7100")),
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        log_config=None,  # lines go through vocab/logsetup.py (configured by actors.host)
         timeout_graceful_shutdown=10,
     )

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.clients.exceptions import DaprInternalError
 
+from actors import metrics
 from vocab.dapr_trust import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("actors.dispatch")
@@ -63,18 +65,22 @@ class ActorFastPath:
         for name, value in scope["headers"]:
             if name == _REENTRANCY:
                 reentrancy = value.decode("latin-1")
+        t0 = time.perf_counter()
         try:
             body = await _body(receive)
             result = await ActorRuntime.dispatch(actor_type, actor_id, method, body, reentrancy)
         except DaprInternalError as ex:
+            metrics.turn(actor_type, method, False, time.perf_counter() - t0)
             safe = ex.as_json_safe_dict()  # type: ignore[no-untyped-call]
             await _reply(send, 500, json.dumps(safe).encode(), _ERR_HEADERS)
             return
         except Exception as ex:  # the SDK's route answers every failure with a 500, so do we
+            metrics.turn(actor_type, method, False, time.perf_counter() - t0)
             log.warning("%s/%s.%s failed: %r", actor_type, actor_id, method, ex)
             err = {"message": repr(ex), "errorCode": "UNKNOWN"}
             await _reply(send, 500, json.dumps(err).encode(), _ERR_HEADERS)
             return
+        metrics.turn(actor_type, method, True, time.perf_counter() - t0)
         await _reply(send, 200, result, _OK_HEADERS)
 
 

@@ -1,6 +1,5 @@
 """Sessions host: the FastAPI app that hosts the UserSession and Presence actor types."""
 
-import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +11,7 @@ from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
 from fastapi import FastAPI, Response
 
+from actors import metrics
 from actors.fast_dispatch import ActorFastPath
 from actors.presence_actor import Presence
 from actors.registry_actor import ReplicaRegistry
@@ -19,12 +19,11 @@ from actors.serializers import BytesPassthroughSerializer
 from actors.session_actor import UserSession
 from actors.state_client import STATE
 from actors.wire import pack
+from vocab import logsetup
 from vocab.dapr_trust import DaprTokenMiddleware
+from vocab.scrape import MetricsEndpoint
 
-logging.basicConfig(
-    level=os.environ.get("LOG_LEVEL", "INFO"),
-    format="%(asctime)s %(levelname)s %(name)s %(message)s",
-)
+logsetup.configure("sessions")  # TASKSYNC_LOG_FORMAT, LOG_LEVEL, TASKSYNC_REPLICA_ID
 
 ActorRuntime.set_actor_config(
     ActorRuntimeConfig(
@@ -50,8 +49,12 @@ api = FastAPI(title="tasksync sessions host", lifespan=lifespan)
 actor_ext = DaprActor(api)
 # What uvicorn serves. Every route is a Dapr callback: only daprd (holding APP_API_TOKEN) may call
 # them. Actor method calls, the hot path, skip FastAPI's routing (actors/fast_dispatch.py).
-app = DaprTokenMiddleware(
-    ActorFastPath(api), protected_prefixes=("/",), open_paths=("/healthz", "/readyz")
+# Outermost, GET /metrics: the app token, or TASKSYNC_METRICS_TOKEN as a bearer (vocab/scrape.py).
+app = MetricsEndpoint(
+    DaprTokenMiddleware(
+        ActorFastPath(api), protected_prefixes=("/",), open_paths=("/healthz", "/readyz")
+    ),
+    render=metrics.render,
 )
 
 

@@ -150,6 +150,7 @@ class UserSession(Actor, UserSessionInterface):
 
     async def inspect(self, payload: bytes) -> bytes:
         async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
-            return {"meta": s.meta.to_wire()}
+            # The limits too: operators see the retention next to the log (gateway/admin.py).
+            return {"meta": s.meta.to_wire(), "limits": LIMITS.to_wire()}
 
         return await self._turn(payload, body)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
 import aiohttp
+
+from actors import metrics
 
 Operation = tuple[Literal["upsert", "delete"], str, Any]
 """(operation, key, JSON value or None for delete)."""
@@ -58,15 +61,20 @@ class ActorStateClient:
     async def get(self, actor_type: str, actor_id: str, key: str) -> Any | None:
         """The stored JSON value, or None when the key does not exist."""
         url = f"{self._url(actor_type, actor_id)}/{quote(key, safe='')}"
+        t0, outcome = time.perf_counter(), "error"
         try:
             async with self._http().get(url) as resp:
                 body = await resp.read()
                 if resp.status == 204 or (resp.status == 200 and not body):
+                    outcome = "ok"
                     return None
                 if resp.status != 200:
                     raise StateUnavailable(f"GET {key}: HTTP {resp.status} {body[:200]!r}")
+                outcome = "ok"
         except (aiohttp.ClientError, TimeoutError) as e:
             raise StateUnavailable(f"GET {key}: {e!r}") from e
+        finally:
+            metrics.STATE_READ.labels(outcome).observe(time.perf_counter() - t0)
         return json.loads(body)
 
     async def get_many(self, actor_type: str, actor_id: str, keys: Sequence[str]) -> list[Any]:
@@ -88,6 +96,7 @@ class ActorStateClient:
             for op, key, value in ops
         ]
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        t0, outcome = time.perf_counter(), "error"
         try:
             async with self._http().post(
                 self._url(actor_type, actor_id),
@@ -97,8 +106,11 @@ class ActorStateClient:
                 if resp.status not in (200, 201, 204):
                     text = await resp.read()
                     raise StateUnavailable(f"transaction: HTTP {resp.status} {text[:200]!r}")
+                outcome = "ok"
         except (aiohttp.ClientError, TimeoutError) as e:
             raise StateUnavailable(f"transaction: {e!r}") from e
+        finally:
+            metrics.STATE_WRITE.labels(outcome).observe(time.perf_counter() - t0)
 
 
 # One pooled client per process, shared by every actor type.

@@ -11,7 +11,9 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 
+from demo import metrics
 from gateway.auth import AuthConfig, AuthError, verify
+from vocab.scrape import MetricsEndpoint
 
 
 class TaskIn(BaseModel):
@@ -35,6 +37,7 @@ def create_app() -> FastAPI:
         allow_methods=["*"],
         allow_headers=["*"],
     )
+    app.add_middleware(MetricsEndpoint, render=metrics.render)
     tasks: dict[int, dict[str, Any]] = {}
     next_id = [1]
     auth = AuthConfig.from_env()
@@ -56,8 +59,16 @@ def create_app() -> FastAPI:
         # in this order although the pub/sub reorders them. Also kept in `data` for clients.
         body = {"event_id": uuid.uuid4().hex, "type": kind, "data": task, "ts": time.time(),
                 "version": task["version"]}
-        resp = await client.post("/v1.0/publish/pubsub/task-updates", json=body)
-        if resp.status_code not in (200, 204):
+        t0 = time.perf_counter()
+        try:
+            resp = await client.post("/v1.0/publish/pubsub/task-updates", json=body)
+        except httpx.HTTPError:
+            metrics.PUBLISHES.labels(kind, "error").inc()
+            raise
+        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - t0)
+        ok = resp.status_code in (200, 204)
+        metrics.PUBLISHES.labels(kind, "ok" if ok else "error").inc()
+        if not ok:
             raise HTTPException(502, f"publish failed: {resp.status_code} {resp.text[:200]}")
 
     def visible(task: dict[str, Any], user: str) -> bool:

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -44,10 +45,18 @@ def producer_access(topo: Topology) -> dict[str, str]:
     }
 
 
+def admin_access(topo: Topology) -> dict[str, str]:
+    """What `tasksync-admin` needs: a gateway's URL and the admin token of this run."""
+    gw = topo.replicas("gateway")[0]
+    return {"TASKSYNC_ADMIN_URL": f"http://127.0.0.1:{gw.app_port}",
+            "TASKSYNC_ADMIN_TOKEN": topo.extra_env.get("TASKSYNC_ADMIN_TOKEN", "")}
+
+
 def write_run_files(topo: Topology) -> list[Path]:
     access = producer_access(topo)
     files = {
         topo.run_dir / "producer.env": "".join(f"{k}={v}\n" for k, v in access.items()),
+        topo.run_dir / "admin.env": "".join(f"{k}={v}\n" for k, v in admin_access(topo).items()),
         topo.run_dir / "producer.json": json.dumps(access, indent=2) + "\n",
         topo.run_dir / "topology.json": json.dumps(topo.describe(), indent=2) + "\n",
     }
@@ -62,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--free-ports", action="store_true", help="free ports instead of dapr.yaml's")
     args = ap.parse_args(argv)
     secret = os.environ.get("TASKSYNC_JWT_SECRET", "dev-secret-change-me-0123456789abcdef")
-    env = {"TASKSYNC_JWT_SECRET": secret, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")}
+    env = {"TASKSYNC_JWT_SECRET": secret, "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+           # Logs for a person at a terminal; the apps' default (json) is for collectors.
+           "TASKSYNC_LOG_FORMAT": os.environ.get("TASKSYNC_LOG_FORMAT", "text"),
+           # The operator API (tasksync-admin reads it from .run/admin.env): fresh per start.
+           "TASKSYNC_ADMIN_TOKEN": os.environ.get("TASKSYNC_ADMIN_TOKEN")
+           or secrets.token_urlsafe(24)}
     run_dir = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     topo = Topology(
@@ -116,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         api = f"http://127.0.0.1:{producer.app_port}"
         for user, url in demo_links(gw_urls, api, secret, DEMO_USERS).items():
             print(f"    {user}: {url}")
+        print(f"\n  operator CLI: .venv/bin/tasksync-admin replicas (URL and token in "
+              f"{run_dir}/admin.env)")
         print(
             f"\n  Crashed processes are restarted (backoff 0.5 s to 10 s; {topo.log_dir}/"
             "supervisor.log). Ctrl-C stops everything.",

@@ -7,7 +7,6 @@ elsewhere and resume"), detach them from their actors, then let uvicorn finish.
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 import uvicorn
@@ -16,6 +15,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from gateway import protocol
 from gateway.app import configure_logging, create_app
 from gateway.config import load_or_exit
+from vocab.logsetup import RedactTokens
+
+__all__ = ["RedactTokens", "main"]
 
 log = logging.getLogger("gateway.http")
 
@@ -119,29 +121,9 @@ def head_guard(timeout_s: float, max_bytes: int) -> type[HeadGuardProtocol]:
     return Configured
 
 
-_TOKEN_IN_URL = re.compile(r"([?&](?:access_)?token=)[^&\s\"']*", re.IGNORECASE)
-
-
-class RedactTokens(logging.Filter):
-    """Browsers' EventSource can't send headers, so `?token=<jwt>` is legal; uvicorn logs every
-    request path with its query string. Bearer tokens must not end up in log files."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # Arguments are redacted one by one: uvicorn's access formatter unpacks the args tuple.
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(_redact(a) if isinstance(a, str) else a for a in record.args)
-        elif not record.args and isinstance(record.msg, str):  # never edit a format string
-            record.msg = _redact(record.msg)
-        return True
-
-
-def _redact(text: str) -> str:
-    return _TOKEN_IN_URL.sub(r"\1[redacted]", text) if "token=" in text.lower() else text
-
-
 def main() -> None:
     settings = load_or_exit()
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -158,9 +140,11 @@ def main() -> None:
         ws_ping_interval=None,
         timeout_graceful_shutdown=10,
         log_level=settings.log_level.lower(),
+        # Our root handler (vocab/logsetup.py) formats and redacts uvicorn's lines too.
+        log_config=None,
         proxy_headers=False,
     )
-    # After uvicorn.Config: it (re)configures its loggers when constructed.
+    # Also on uvicorn's loggers themselves (the root handler redacts again: belt and braces).
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addFilter(RedactTokens())
     config.loaded_app_ctx = app.state.ctx  # type: ignore[attr-defined]

@@ -6,12 +6,14 @@ the hot path talks to daprd directly with one pooled aiohttp session. Payloads a
 """
 
 import json
+import time
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from actors.wire import pack, unpack
+from gateway import metrics
 
 _MSGPACK = {"content-type": "application/msgpack"}
 _JSON = {"content-type": "application/json"}
@@ -47,11 +49,14 @@ class DaprClient:
     ) -> dict[str, Any]:
         url = f"{self._base}/v1.0/actors/{actor_type}/{quote(actor_id, safe='')}/method/{method}"
         what = f"{actor_type}/{actor_id}.{method}"
+        t0 = time.perf_counter()
         try:
             async with self._http().put(url, data=pack(req), headers=_MSGPACK) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as e:
+            metrics.actor_call(actor_type, method, False, time.perf_counter() - t0)
             raise ActorUnavailable(f"{what}: {e!r}") from e
+        metrics.actor_call(actor_type, method, resp.status == 200, time.perf_counter() - t0)
         if resp.status != 200:
             raise ActorUnavailable(f"{what}: HTTP {resp.status} {body[:300]!r}")
         try:

@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
 from actors.wire import unpack
-from gateway import protocol, stream_trim
+from gateway import admin, metrics, protocol, stream_trim
 from gateway.actor_client import ActorUnavailable
 from gateway.auth import AuthConfig
 from gateway.config import Settings
@@ -31,7 +31,9 @@ from gateway.topic_schema import (
 )
 from gateway.transport_sse import sse_endpoint, sse_post
 from gateway.transport_ws import websocket_endpoint
+from vocab import logsetup
 from vocab.dapr_trust import DaprTokenMiddleware
+from vocab.scrape import MetricsEndpoint
 
 log = logging.getLogger("gateway")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -65,6 +67,7 @@ def create_app(
 
     app = FastAPI(title="tasksync gateway", lifespan=lifespan)
     app.state.ctx = ctx
+    metrics.bind(ctx)
     # Dapr callback routes: only daprd holds APP_API_TOKEN. Browsers can't inject events.
     app.add_middleware(DaprTokenMiddleware, protected_prefixes=("/dapr/", "/internal/"))
     if settings.allowed_origins:
@@ -76,6 +79,10 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["authorization", "content-type", "last-event-id"],
         )
+    # Outermost: GET /metrics with the app token (or TASKSYNC_METRICS_TOKEN), vocab/scrape.py.
+    app.add_middleware(MetricsEndpoint, render=metrics.render)
+
+    admin.install(app, ctx)  # /admin/: its own token (TASKSYNC_ADMIN_TOKEN), refused when unset
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -109,11 +116,15 @@ def create_app(
         except InvalidEvent as e:
             # DROP sends it to the dead-letter topic; never retried, never blocks the rest.
             log.warning("dropping task-updates message to dead-letter: reason=%s %s", e.reason, e)
+            metrics.DROPPED.labels(e.reason).inc()
             return {"status": "DROP"}
+        metrics.UNSTAMPED.inc(ev.published_at is None)
         try:
             await ctx.fanout.handle(ev)
         except ActorUnavailable as e:
-            log.warning("event %s: transient failure, asking Dapr to retry: %s", ev.event_id, e)
+            log.warning("event %s: transient failure, asking Dapr to retry: %s", ev.event_id, e,
+                        extra={"event": ev.event_id})
+            metrics.RETRIED.inc()
             return {"status": "RETRY"}
         return {"status": "SUCCESS"}
 
@@ -137,8 +148,10 @@ def create_app(
             except InvalidEvent as e:
                 log.warning("dropping task-updates message to dead-letter: reason=%s %s",
                             e.reason, e)
+                metrics.DROPPED.labels(e.reason).inc()
                 statuses.append({"entryId": entry_id, "status": "DROP"})
                 continue
+            metrics.UNSTAMPED.inc(ev.published_at is None)
             batch.append((entry_id, ev))
         try:
             results = await ctx.fanout.handle_batch([ev for _, ev in batch])
@@ -150,6 +163,7 @@ def create_app(
             raise
         for (entry_id, _), ok in zip(batch, results, strict=True):
             statuses.append({"entryId": entry_id, "status": "SUCCESS" if ok else "RETRY"})
+        metrics.RETRIED.inc(results.count(False))
         return statuses
 
     @app.post(FORWARD_PATH)
@@ -161,6 +175,7 @@ def create_app(
             log.warning("refusing malformed forward batch: %r", e)
             return JSONResponse({"error": "bad_batch", "message": str(e)[:200]}, status_code=400)
         ctx.fanout.receive_forward(batch)
+        metrics.FORWARDS_IN.inc(len(batch.items))
         return Response(status_code=200)
 
     @app.get("/internal/stats")
@@ -252,8 +267,5 @@ def _json_size(value: Any) -> int:
         raise InvalidEvent("too_deep", "event nests too deep") from None
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def configure_logging(settings: Settings) -> None:
+    logsetup.configure("gateway", settings.log_level, settings.log_format, settings.replica_id)

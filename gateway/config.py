@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     bind: str = Field("127.0.0.1", validation_alias=_env("TASKSYNC_BIND"))
     app_port: int = Field(8001, ge=1, le=65535, validation_alias=_env("APP_PORT"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+    # JSON lines for collectors, text for a terminal (vocab/logsetup.py, docs/operations.md).
+    log_format: Literal["json", "text"] = Field("json",
+                                                validation_alias=_env("TASKSYNC_LOG_FORMAT"))
     dapr_http_port: int = Field(3500, ge=1, le=65535, validation_alias=_env("DAPR_HTTP_PORT"))
     dapr_api_token: str | None = Field(None, validation_alias=_env("DAPR_API_TOKEN"))
     app_api_token: str | None = Field(None, validation_alias=_env("APP_API_TOKEN"))
@@ -76,6 +79,15 @@ class Settings(BaseSettings):
     # The pub/sub Redis, to trim consumed stream entries (gateway/stream_trim.py); unset = off.
     stream_redis_url: str = Field("", validation_alias=_env("TASKSYNC_STREAM_REDIS_URL"))
     stream_trim_s: float = Field(2.0, gt=0, validation_alias=_env("TASKSYNC_STREAM_TRIM_SECONDS"))
+    # The operator API (gateway/admin.py); unset or empty = /admin/ refuses everything.
+    admin_token: str | None = Field(None, validation_alias=_env("TASKSYNC_ADMIN_TOKEN"))
+
+    @field_validator("admin_token", mode="after")
+    @classmethod
+    def _admin_token(cls, v: str | None) -> str | None:
+        if v and len(v) < 16:
+            raise ValueError("TASKSYNC_ADMIN_TOKEN must have at least 16 characters")
+        return v or None
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

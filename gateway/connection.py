@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from actors.session_core import EventRecord, Filters
-from gateway import protocol
+from gateway import metrics, protocol
 from gateway.ordering import SeqCursor
 from gateway.ratelimit import TokenBucket
 
@@ -129,6 +129,7 @@ class Connection:
             # The user's log restarted (state lost): say so instead of pretending continuity.
             self.epoch = epoch
             self.cursor.reset(item.seq - 1)
+            metrics.resync("epoch_changed")
             self.push(
                 protocol.resync_required(epoch, item.seq - 1, "epoch_changed"),
                 self.position(item.seq - 1),
@@ -155,6 +156,7 @@ class Connection:
             self.cursor = SeqCursor(head, max_held=self.max_held)
         else:
             self.cursor.reset(head)
+        metrics.resync(reason)
         self.push(protocol.resync_required(epoch, head, reason), self.position(head))
 
     def has_gap(self) -> bool:

@@ -109,7 +109,7 @@ class Fanout:
                     answer = await self.sessions.deliver(user, p.events, self.hub.liveness)
                 except ActorUnavailable as e:
                     log.warning("deliver to %s failed (%d events, retried): %s",
-                                user, len(p.events), e)
+                                user, len(p.events), e, extra={"user": user})
                     for i in p.sources:
                         ok[i] = False
                     return
@@ -122,12 +122,14 @@ class Fanout:
                     self.stale += 1
                     log.info("stale event %s for %s: task %s version %s <= newest %s (or after "
                              "its delete): superseded, not delivered", ev.id, user, ev.task_id,
-                             ev.version, res.newest)
+                             ev.version, res.newest, extra={"user": user, "event": ev.id})
                     continue
                 if res.seq <= 0:
                     continue  # filtered, or a duplicate with nothing left to re-send
+                # ts: the publish time when known (the latency metric reads it), else now.
+                ts = batch[src].published_at or now
                 items.append((EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id,
-                                          ev.list_id, now), src))
+                                          ev.list_id, ts), src))
             self._route(user, answer, items, forwarded)
 
         await asyncio.gather(*(one(u, p) for u, p in pending.items()))

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from actors.session_core import EventRecord, Liveness
-from gateway import protocol
+from gateway import metrics, protocol
 from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
 from gateway.connection import Connection
@@ -96,6 +96,7 @@ class Hub:
         )
         self.conns[conn.conn_id] = conn
         self.by_user.setdefault(user, set()).add(conn.conn_id)
+        metrics.connected(transport)
         return conn
 
     async def register(self, conn: Connection, since: str | None) -> ReplayPage:
@@ -113,6 +114,7 @@ class Hub:
             raise AttachRefused(protocol.UNAVAILABLE, str(e)) from e
         if res.outcome == "too_many_connections":
             raise AttachRefused(protocol.TOO_MANY_CONNECTIONS, "connection limit for this user")
+        metrics.attached(since, res.resumed, res.reason)
         epoch, head = res.epoch, res.head
         if res.outcome == "resync":
             conn.push(
@@ -169,6 +171,7 @@ class Hub:
         """Forget locally, flush its ack and tell the actor (best effort: the lease covers us)."""
         if self.conns.pop(conn.conn_id, None) is None:
             return
+        metrics.disconnected(conn)
         if not self.conns:
             self._all_gone.set()
         timer = self._tail_timers.pop(conn.conn_id, None)
@@ -205,6 +208,7 @@ class Hub:
                     self._stale.setdefault(user, set()).add(cid)
                 continue
             conn.offer(epoch, item, shared)
+            metrics.published_lag(item.ts)
             self._check_gap(conn)
             self._watch_tail(conn)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import aiohttp
 
 from actors.wire import pack
+from gateway import metrics
 from gateway.actor_client import ActorUnavailable
 from gateway.forwards import ForwardBatch
 
@@ -50,6 +51,9 @@ class Peers:
             async with self._http().post(url, data=pack(batch.to_wire())) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as e:
+            metrics.FORWARD_FAILED.inc(len(batch.items))
             raise PeerUnavailable(f"forward to {base_url}: {e!r}") from e
         if resp.status != 200:
+            metrics.FORWARD_FAILED.inc(len(batch.items))
             raise PeerUnavailable(f"forward to {base_url}: HTTP {resp.status} {body[:200]!r}")
+        metrics.FORWARDED.inc(len(batch.items))

@@ -14,12 +14,13 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gateway import protocol
+from gateway import metrics, protocol
 from gateway.auth import AuthError, Identity, verify
 from gateway.connection import Connection, Outgoing
 from gateway.context import Context
 from gateway.handshake import ConnectRefused, bearer, check_connect
 from gateway.ratelimit import TokenBucket
+from vocab import logsetup
 
 RETRY_MS = 1000
 
@@ -61,6 +62,7 @@ async def sse_endpoint(request: Request, ctx: Context) -> Response:
     ident, device, since = params.ident, params.device, params.since
 
     conn = ctx.hub.new_connection(ident.user, device, "sse", ident.expires_at)
+    logsetup.bind(user=conn.user, conn=conn.conn_id)
     try:
         page = await asyncio.wait_for(ctx.hub.register(conn, since), s.handshake_timeout_s)
     except TimeoutError:
@@ -114,6 +116,7 @@ async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
                     continue
             frame, sse_id = out
             yield protocol.format_sse(frame, sse_id if _has_position(frame) else None)
+            metrics.delivered("sse", frame)
     finally:
         for task in (closed, get):
             if task is not None and not task.done():

@@ -9,12 +9,13 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from gateway import protocol
+from gateway import metrics, protocol
 from gateway.connection import Connection
 from gateway.context import Context
 from gateway.handshake import ConnectRefused, check_connect
 from gateway.hub import ReplayPage
 from gateway.ratelimit import TokenBucket
+from vocab import logsetup
 
 log = logging.getLogger("gateway.ws")
 
@@ -52,6 +53,7 @@ async def websocket_endpoint(ws: WebSocket, ctx: Context) -> None:
     await ws.accept(subprotocol=subprotocol)
 
     conn = ctx.hub.new_connection(ident.user, device, "websocket", ident.expires_at)
+    logsetup.bind(user=conn.user, conn=conn.conn_id)  # every line of its tasks says whose
     # The writer runs during attach: a long replay is paced by it rather than queued whole.
     tasks = [asyncio.create_task(_writer(ws, conn, enc, s.send_timeout_s))]
     try:
@@ -122,6 +124,7 @@ async def _writer(
                     await ws.send_bytes(data)
                 else:
                     await ws.send_text(data)
+            metrics.delivered("websocket", frame)
     except TimeoutError:
         # The socket buffers are full and stay full: it stopped reading. The log has it all.
         conn.fail(protocol.SLOW_CONSUMER)

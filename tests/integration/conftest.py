@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools.topology import Topology
-from tests.integration.harness import SECRET
+from tests.integration.harness import ADMIN_TOKEN, SECRET
 
 TEST_ENV = {
     "TASKSYNC_JWT_SECRET": SECRET,
@@ -26,6 +26,8 @@ TEST_ENV = {
     "TASKSYNC_HEADER_TIMEOUT_SECONDS": "3",
     "TASKSYNC_ALLOWED_ORIGINS": "https://app.example",
     "LOG_LEVEL": "INFO",
+    # The operator API (tests/integration/test_admin.py); refused entirely when unset.
+    "TASKSYNC_ADMIN_TOKEN": ADMIN_TOKEN,
 }
 
 

@@ -16,6 +16,7 @@ from devtools.topology import Topology
 from gateway.auth import mint_hs256
 
 SECRET = "integration-test-secret-0123456789abcdef"
+ADMIN_TOKEN = "integration-admin-token-0123456789"
 
 
 def token(user: str, ttl: float = 3600, **extra: Any) -> str:
