@@ -132,7 +132,7 @@ class Device:
             try:
                 ws = await websockets.connect(
                     url,
-                    additional_headers={"Authorization": f"Bearer {token(self.user)}"},
+                    additional_headers={"Authorization": f"Bearer {token(self.user, load.secret)}"},
                     open_timeout=10,
                     max_queue=None,
                 )
@@ -187,6 +187,7 @@ class Load:
         hb_timeout_s: float = 6.0,
     ) -> None:
         self.topo = topo
+        self.secret = topo.extra_env.get("TASKSYNC_JWT_SECRET", SECRET)
         self.rate = rate
         self.hb_timeout_s = hb_timeout_s
         tag = uuid.uuid4().hex[:6]
