@@ -611,7 +611,8 @@ def write_doc(path: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -
         f"Run: `{meta['command']}` ({meta['mode']} mode), {meta['date']}, {meta['elapsed_min']} "
         f"min. Machine: {meta['machine']['cpus']} cores, load average before "
         f"{meta['machine_before']['loadavg']}, after {meta['machine']['loadavg']} (shared, "
-        "noisy). Raw: `bench/results/faults-" + meta["mode"] + ".json`.",
+        "noisy). Raw: `bench/results/faults-" + meta["mode"] + ".json`."
+        + (f" Merged: {meta['merged']}." if meta.get("merged") else ""),
         "",
         "| scenario | fault | published | delivered per device (sum; worst device) | "
         "duplicates | gaps | lost | resync_required | recover s | fault p99 / max delay s | "
@@ -683,19 +684,28 @@ async def main_async(args: argparse.Namespace) -> int:
         pubsub["redeliverInterval"] = args.redeliver_interval
     topo = await in_thread(start_topology, run_dir, None, pubsub, not args.no_app_health)
     scenarios = [s for s in scenarios for _ in range(args.repeat)]
+    # kill -USR1 <pid>: print where every task waits (a hung run can be diagnosed live).
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
     results: list[dict[str, Any]] = []
+    if args.merge and out.exists():  # rows of an earlier run, replaced by name
+        results = json.loads(out.read_text())["results"]
     try:
         for sc in scenarios:
             t0 = time.monotonic()
             print(f"[faults] {sc.name}: {sc.fault_label}", file=sys.stderr)
+            limit = sc.before_s + sc.after_s + sc.drain_s + sc.users * sc.devices / 10 + 300
             try:
-                r = await run_scenario(topo, sc)
+                async with asyncio.timeout(limit):
+                    r = await run_scenario(topo, sc)
             except Exception as e:  # a scenario that breaks is a row, not the end of the run
+                if isinstance(e, TimeoutError):
+                    dump_tasks()
                 r = Result(name=sc.name, fault=sc.fault_label, drained=False,
                            notes=f"scenario failed: {e!r}")
             row = {**asdict(r), "ok": r.ok, "wall_s": round(time.monotonic() - t0, 1)}
-            results.append(row)
+            results = [x for x in results if x["name"] != sc.name or args.repeat > 1] + [row]
             print(f"[faults]   {json.dumps(row)}", file=sys.stderr)
+            save(out, results, {"partial": True, "mode": mode})
             # Whatever a scenario left down comes back before the next one (bounded).
             await in_thread(heal, topo)
     finally:
@@ -709,13 +719,28 @@ async def main_async(args: argparse.Namespace) -> int:
         "machine": machine(),
         "logs": str(run_dir / "logs"),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    if args.merge:
+        meta["merged"] = "rows of an earlier run kept; these re-run: " + ",".join(
+            sorted({sc.name for sc in scenarios}))
+    order = [sc.name for sc in plan(args.short)]
+    results.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+    save(out, results, meta)
     meta["overrides"] = {**pubsub, "app_health": not args.no_app_health}
     if not args.no_doc:
         write_doc(ROOT / "docs" / "reliability.md", results, meta)
     print(f"[faults] wrote {out}", file=sys.stderr)
     return 0 if all(r["ok"] for r in results) else 1
+
+
+def save(out: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+
+
+def dump_tasks() -> None:
+    """Where a scenario that overran its bound was waiting (for the report)."""
+    for t in asyncio.all_tasks():
+        t.print_stack(limit=4, file=sys.stderr)
 
 
 def heal(topo: Topology) -> None:
@@ -743,6 +768,8 @@ def main() -> None:
     ap.add_argument("--short", action="store_true", help="about 5 minutes (smaller numbers)")
     ap.add_argument("--only", help="comma-separated scenario names")
     ap.add_argument("--no-doc", action="store_true", help="don't rewrite docs/reliability.md")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other rows of the existing JSON (re-run some rows only)")
     ap.add_argument("--repeat", type=int, default=1, help="run each scenario N times")
     ap.add_argument("--out", help="raw JSON path (default bench/results/faults-<mode>.json)")
     # Alternatives to measure against components/ and dapr.yaml (docs/operations.md).
