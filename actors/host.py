@@ -4,14 +4,15 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from dapr.actor.runtime.config import ActorRuntimeConfig
 from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.ext.fastapi import DaprActor
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 
-from actors import metrics
+from actors import memory_generation, metrics
 from actors.fast_dispatch import ActorFastPath
 from actors.presence_actor import Presence
 from actors.registry_actor import ReplicaRegistry
@@ -46,6 +47,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 api = FastAPI(title="tasksync sessions host", lifespan=lifespan)
+
+
+@api.middleware("http")
+async def new_daprd_makes_memory_stale(request: Request, call_next: Any) -> Any:
+    # A (re)started daprd asks for /dapr/config before it hosts actors here: what this process
+    # still holds in memory may have been changed on the other replica meanwhile.
+    if request.url.path == "/dapr/config":
+        memory_generation.new_daprd()
+    return await call_next(request)
+
 actor_ext = DaprActor(api)
 # What uvicorn serves. Every route is a Dapr callback: only daprd (holding APP_API_TOKEN) may call
 # them. Actor method calls, the hot path, skip FastAPI's routing (actors/fast_dispatch.py).

@@ -18,6 +18,7 @@ from typing import Any
 from dapr.actor import Actor
 
 from actors import contract as c
+from actors import memory_generation
 from actors import session_core as core
 from actors import session_service as svc
 from actors import session_storage as storage
@@ -56,10 +57,12 @@ def _fresh(reason: str, user: str, keep_filters: core.Filters | None = None) -> 
 
 class UserSession(Actor, UserSessionInterface):
     _session: Session | None = None
+    _generation = -1
 
     async def _load(self) -> Session:
-        if self._session is not None:
+        if self._session is not None and self._generation == memory_generation.current():
             return self._session
+        self._generation = memory_generation.current()
         user = self.id.id
         stored = await STATE.get(TYPE_NAME, user, storage.META_KEY)
         if stored is None:

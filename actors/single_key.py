@@ -7,6 +7,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from dapr.actor import Actor
 
+from actors import memory_generation
 from actors.state_client import STATE
 
 
@@ -21,12 +22,14 @@ class SingleKeyActor(Actor, Generic[S]):
     TYPE_NAME = ""
     STATE_KEY = ""
     _value: Any = None
+    _generation = -1
 
     def _decode(self, raw: dict[str, Any] | None) -> S:
         raise NotImplementedError
 
     async def _load(self) -> S:
-        if self._value is None:
+        if self._value is None or self._generation != memory_generation.current():
+            self._generation = memory_generation.current()
             raw = await STATE.get(self.TYPE_NAME, self.id.id, self.STATE_KEY)
             self._value = self._decode(raw if isinstance(raw, dict) else None)
         value: S = self._value

@@ -43,6 +43,24 @@ def http_status(url: str, headers: dict[str, str] | None = None, timeout: float 
         return int(e.code)
 
 
+def app_health_flags(app: dict[str, Any]) -> list[str]:
+    """daprd's app health check flags from the multi-app run fields of one dapr.yaml app (the
+    names `dapr run -f` reads). With them daprd stops delivering pub/sub messages to an app
+    that fails its probes, so a dead app's in-flight messages fail over (docs/operations.md)."""
+    if not app.get("enableAppHealthCheck"):
+        return []
+    flags = ["--enable-app-health-check"]
+    for key, flag in (
+        ("appHealthCheckPath", "--app-health-check-path"),
+        ("appHealthProbeInterval", "--app-health-probe-interval"),  # seconds
+        ("appHealthProbeTimeout", "--app-health-probe-timeout"),  # milliseconds
+        ("appHealthThreshold", "--app-health-threshold"),
+    ):
+        if key in app:
+            flags += [flag, str(app[key])]
+    return flags
+
+
 @dataclass
 class AppSpec:
     name: str  # unique process name, e.g. "gateway-gw-a"
@@ -54,6 +72,8 @@ class AppSpec:
     metrics_port: int
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    # daprd flags from the app's multi-app run fields (enableAppHealthCheck, appHealth*).
+    sidecar_flags: list[str] = field(default_factory=list)
     app: Proc | None = None
     sidecar: Proc | None = None
 
@@ -99,6 +119,7 @@ class Topology:
                 metrics_port=pick(a["metricsPort"]),
                 command=[str(c) for c in a["command"]],
                 env=env,
+                sidecar_flags=app_health_flags(a),
             )
         self.redis: Proc | None = None
         self.placement: Proc | None = None
@@ -238,46 +259,66 @@ class Topology:
             self._start_app(n)
 
     def _start_app(self, name: str) -> None:
+        self.start_part(name, "app")
+        self.start_part(name, "daprd")
+
+    def start_part(self, name: str, part: str) -> None:
+        """Start one process of one replica: part "app" or "daprd" (after kill_part)."""
         a = self.apps[name]
-        a.app = Proc(f"{name}.app", a.command, self._app_env(a), ROOT, self.log_dir).start()
-        a.sidecar = Proc(
-            f"{name}.daprd",
-            [
-                str(self.bin / "daprd"),
-                "--app-id",
-                a.app_id,
-                "--app-port",
-                str(a.app_port),
-                "--app-channel-address",
-                "127.0.0.1",
-                "--dapr-listen-addresses",
-                "127.0.0.1",
-                "--dapr-http-port",
-                str(a.http_port),
-                "--dapr-grpc-port",
-                str(a.grpc_port),
-                "--dapr-internal-grpc-port",
-                str(a.internal_grpc_port),
-                "--dapr-internal-grpc-listen-address",
-                "127.0.0.1",
-                "--metrics-port",
-                str(a.metrics_port),
-                "--enable-metrics=false",
-                "--placement-host-address",
-                f"127.0.0.1:{self.placement_port}",
-                "--resources-path",
-                str(self.resources),
-                "--config",
-                str(self.config),
-                "--log-level",
-                self.log_level,
-                "--dapr-graceful-shutdown-seconds",
-                "3",
-            ],
-            self._sidecar_env(),
-            ROOT,
-            self.log_dir,
-        ).start()
+        if part == "app":
+            a.app = Proc(f"{name}.app", a.command, self._app_env(a), ROOT, self.log_dir).start()
+        elif part == "daprd":
+            a.sidecar = Proc(
+                f"{name}.daprd", self._sidecar_argv(a), self._sidecar_env(), ROOT, self.log_dir
+            ).start()
+        else:
+            raise ValueError(part)
+
+    def part(self, name: str, part: str) -> Proc:
+        a = self.apps[name]
+        p = a.app if part == "app" else a.sidecar if part == "daprd" else None
+        if p is None:
+            raise RuntimeError(f"{name} has no {part} process")
+        return p
+
+    def kill_part(self, name: str, part: str) -> None:
+        """SIGKILL one process of one replica (its app, or its daprd); the other keeps running."""
+        self.part(name, part).kill()
+
+    def _sidecar_argv(self, a: AppSpec) -> list[str]:
+        return [
+            str(self.bin / "daprd"),
+            "--app-id",
+            a.app_id,
+            "--app-port",
+            str(a.app_port),
+            "--app-channel-address",
+            "127.0.0.1",
+            "--dapr-listen-addresses",
+            "127.0.0.1",
+            "--dapr-http-port",
+            str(a.http_port),
+            "--dapr-grpc-port",
+            str(a.grpc_port),
+            "--dapr-internal-grpc-port",
+            str(a.internal_grpc_port),
+            "--dapr-internal-grpc-listen-address",
+            "127.0.0.1",
+            "--metrics-port",
+            str(a.metrics_port),
+            "--enable-metrics=false",
+            "--placement-host-address",
+            f"127.0.0.1:{self.placement_port}",
+            "--resources-path",
+            str(self.resources),
+            "--config",
+            str(self.config),
+            "--log-level",
+            self.log_level,
+            "--dapr-graceful-shutdown-seconds",
+            "3",
+            *a.sidecar_flags,
+        ]
 
     def wait_app(self, name: str, timeout: float = 90) -> None:
         for n in self.names(name):

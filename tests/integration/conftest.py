@@ -51,3 +51,14 @@ def run_topology(t: Topology, names: list[str] | None = None) -> Iterator[Topolo
 def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     run_dir = Path(tmp_path_factory.mktemp("topology"))
     yield from run_topology(Topology(run_dir, fixed_ports=False, extra_env=dict(TEST_ENV)))
+
+
+@pytest.fixture(scope="session")
+def fault_topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    """A second topology for the destructive tests (test_faults.py, test_state_loss.py): Redis
+    with AOF on, so a restarted Redis keeps its data unless a test turns AOF off on purpose.
+    The shared `topo` never sees a wipe or a kill it did not ask for."""
+    run_dir = Path(tmp_path_factory.mktemp("fault-topology"))
+    yield from run_topology(
+        Topology(run_dir, fixed_ports=False, extra_env=dict(TEST_ENV), redis_aof=True)
+    )
