@@ -37,6 +37,10 @@ from gateway.topic_schema import TaskEvent
 log = logging.getLogger("gateway.fanout")
 
 DELIVER_CONCURRENCY = 64
+# A failed forward is sent again 0.1, 0.2, 0.4 ... 2 s later: 8 tries span about a lease (15 s).
+FORWARD_RETRIES = 8
+FORWARD_BACKOFF_S = 0.1
+FORWARD_BACKOFF_MAX_S = 2.0
 RELEASE_RETRY_S = 1.0  # a failed release turn is tried again this much later...
 RELEASE_ATTEMPTS = 3  # ...this many times; then the user's next deliver releases
 
@@ -61,6 +65,7 @@ class Fanout:
         self.events = 0
         self.forwards = 0
         self.bugs = 0  # batches that failed with something other than a transient error
+        self.forward_failures = 0
         self.held = 0  # events the actor held because an earlier version of the task is missing
         self.released = 0  # held events of earlier turns routed when a later turn recorded them
         self.stale = 0  # events superseded by a later version of their task
@@ -75,7 +80,7 @@ class Fanout:
 
     async def handle_batch(self, batch: Sequence[TaskEvent]) -> list[bool]:
         """Deliver a batch; returns, per message, True when done, False when it must be retried
-        (an actor or a forward failed for at least one of its recipients)."""
+        (an actor call failed for at least one of its recipients; forwards are best effort)."""
         self.events += len(batch)
         ok = [True] * len(batch)
         pending: dict[str, _Pending] = {}
@@ -98,7 +103,6 @@ class Fanout:
 
         # Forwards leave as soon as a user's answer is in (batched per replica by the outbox),
         # not after the slowest actor call of the batch.
-        forwarded: list[tuple[int | None, asyncio.Future[None]]] = []
         sem = asyncio.Semaphore(DELIVER_CONCURRENCY)
         now = time.time()
 
@@ -113,7 +117,7 @@ class Fanout:
                     for i in p.sources:
                         ok[i] = False
                     return
-            items: list[tuple[EventRecord, int | None]] = []
+            records: list[EventRecord] = []
             for ev, src, res in zip(p.events, p.sources, answer.results, strict=True):
                 if res.status == "held":
                     self.held += 1  # kept by the actor: released by a later turn
@@ -128,54 +132,61 @@ class Fanout:
                     continue  # filtered, or a duplicate with nothing left to re-send
                 # ts: the publish time when known (the latency metric reads it), else now.
                 ts = batch[src].published_at or now
-                items.append((EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id,
-                                          ev.list_id, ts), src))
-            self._route(user, answer, items, forwarded)
+                records.append(EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id,
+                                           ev.list_id, ts))
+            self._route(user, answer, records)
 
         await asyncio.gather(*(one(u, p) for u, p in pending.items()))
-        for src in await self._sent(forwarded):
-            ok[src] = False
         return ok
 
-    def _route(self, user: str, answer: DeliverAnswer,
-               items: list[tuple[EventRecord, int | None]],
-               forwarded: list[tuple[int | None, asyncio.Future[None]]]) -> None:
+    def _route(self, user: str, answer: DeliverAnswer, records: list[EventRecord]) -> None:
         """Write one user's records to this replica's connections and queue the forwards, in
-        seq order: the turn's own events (with the message they came from) and the events it
-        released (None: their message was acknowledged when they were held). Then, while the
-        actor still holds events for the user, schedule a release turn."""
+        seq order: the turn's own events and the events it released. Then, while the actor
+        still holds events for the user, schedule a release turn."""
         self.released += len(answer.released)
-        items = items + [(record, None) for record in answer.released]
-        for record, src in sorted(items, key=lambda item: item[0].seq):
+        for record in sorted(records + answer.released, key=lambda r: r.seq):
             for replica, conns in answer.routes.items():
                 if replica == self.settings.replica_id:
                     self.hub.deliver_local(user, conns, answer.epoch, record)
                 else:
-                    item = ForwardItem(user, conns, answer.epoch, record)
-                    forwarded.append((src, self._outbox(replica).add(item)))
+                    self._send_forward(replica, ForwardItem(user, conns, answer.epoch, record))
         if answer.release_in > 0 and not self.hub.draining:
             self.release_timers.arm(user, answer.release_in)
 
-    async def _sent(self, forwarded: list[tuple[int | None, asyncio.Future[None]]]) -> set[int]:
-        """Await the forwards; the messages whose forward failed (to be retried)."""
-        sent = await asyncio.gather(*(f for _, f in forwarded), return_exceptions=True)
-        retry: set[int] = set()
-        lost = 0
-        for (src, _), result in zip(forwarded, sent, strict=True):
-            if isinstance(result, ActorUnavailable):
-                if src is None:
-                    lost += 1
-                else:
-                    retry.add(src)
-            elif isinstance(result, BaseException):
-                raise result  # a bug: let it surface with its traceback
-        if retry:
-            log.warning("forwards of %d messages failed: they are retried", len(retry))
-        if lost:
-            # Recorded in the log already: the clients there read it as a gap with their next
-            # event, or on resume.
-            log.warning("%d forwards of released events failed", lost)
-        return retry
+    def _send_forward(self, replica: str, item: ForwardItem, attempt: int = 0) -> None:
+        fut = self._outbox(replica).add(item)
+        fut.add_done_callback(lambda f: self._forward_done(f, replica, item, attempt))
+
+    def _forward_done(
+        self, fut: asyncio.Future[None], replica: str, item: ForwardItem, attempt: int
+    ) -> None:
+        """A forward that failed is sent again in the background, with backoff, until it lands,
+        the destination drops out of the registry (its clients resume from the log) or about a
+        lease has passed. The topic message is not held for it: RETRYing it instead stalled this
+        replica's whole intake until a dead replica's lease ran out (docs/reliability.md). The
+        event is in the log either way; a forward lost for good (this replica died too) reaches
+        a live destination's client with its next event (as a gap) or its tail check."""
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is None:
+            return
+        if not isinstance(exc, ActorUnavailable):
+            self.bugs += 1
+            log.error("forward to %s failed with a bug", replica, exc_info=exc)
+            return
+        self.forward_failures += 1
+        live = self.hub.liveness
+        # A replica newer than our snapshot is not "gone": judge only after a few tries.
+        gone = attempt >= 2 and live is not None and replica not in live.replicas
+        if gone or attempt >= FORWARD_RETRIES or self.hub.draining:
+            log.warning("forward to %s given up after %d attempts (%s): its clients catch up "
+                        "from the log", replica, attempt + 1, exc,
+                        extra={"user": item.user, "event": item.record.id})
+            return
+        delay = min(FORWARD_BACKOFF_S * 2**attempt, FORWARD_BACKOFF_MAX_S)
+        asyncio.get_running_loop().call_later(
+            delay, self._send_forward, replica, item, attempt + 1)
 
     async def _release(self, user: str) -> None:
         """A release turn (a deliver without events) for a user whose actor holds events."""
@@ -195,9 +206,7 @@ class Fanout:
                             "releases", user, tries, e)
             return
         self._release_failures.pop(user, None)
-        forwarded: list[tuple[int | None, asyncio.Future[None]]] = []
-        self._route(user, answer, [], forwarded)
-        await self._sent(forwarded)
+        self._route(user, answer, [])
 
     def close(self) -> None:
         """Drain: no release turn from this replica any more (the next deliver releases)."""
