@@ -10,7 +10,6 @@ next turn rebuilds from the store, so memory never runs ahead of what was persis
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +23,7 @@ from actors import session_service as svc
 from actors import session_storage as storage
 from actors.interfaces import UserSessionInterface
 from actors.session_service import Session
+from actors.settings import load_or_exit
 from actors.state_client import STATE
 from actors.wire import pack, unpack
 
@@ -32,19 +32,7 @@ log = logging.getLogger("actors.session")
 TYPE_NAME = "UserSession"
 
 
-def _limits_from_env() -> core.Limits:
-    env = os.environ.get
-    return core.Limits(
-        max_events=int(env("TASKSYNC_RETENTION_EVENTS", "1000")),
-        max_age_s=float(env("TASKSYNC_RETENTION_SECONDS", "86400")),
-        max_connections=int(env("TASKSYNC_MAX_CONNECTIONS_PER_USER", "16")),
-        lease_s=float(env("TASKSYNC_LEASE_SECONDS", "15")),
-        hold_s=float(env("TASKSYNC_ORDER_HOLD_SECONDS", "0.5")),
-        max_tasks=int(env("TASKSYNC_ORDER_MAX_TASKS", "4096")),
-    )
-
-
-LIMITS = _limits_from_env()
+LIMITS = load_or_exit().limits()
 
 
 def _fresh(reason: str, user: str, keep_filters: core.Filters | None = None) -> Session:

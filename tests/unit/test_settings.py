@@ -38,3 +38,32 @@ def test_environment_is_read_and_lists_are_split(monkeypatch: pytest.MonkeyPatch
     assert s.allowed_origins == ("https://a.example", "https://b.example")
     assert s.advertise_url == "http://127.0.0.1:9100"
     assert Settings(replica_id="x").replica_id == "x"  # code and tests may pass fields
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"TASKSYNC_RETENTION_EVENTS": "0"}, "TASKSYNC_RETENTION_EVENTS"),
+        ({"TASKSYNC_ORDER_HOLD_SECONDS": "30"}, "TASKSYNC_ORDER_HOLD_SECONDS"),
+        ({"TASKSYNC_MAX_CONNECTIONS_PER_USER": "many"}, "TASKSYNC_MAX_CONNECTIONS_PER_USER"),
+    ],
+)
+def test_sessions_host_refuses_bad_values(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], name: str
+) -> None:
+    from actors.settings import load_or_exit as load_sessions
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SystemExit) as exc:
+        load_sessions()
+    assert name in str(exc.value)
+
+
+def test_sessions_host_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors.settings import SessionSettings
+
+    monkeypatch.setenv("TASKSYNC_RETENTION_EVENTS", "200")
+    monkeypatch.setenv("TASKSYNC_ORDER_HOLD_SECONDS", "0.25")
+    limits = SessionSettings().limits()
+    assert (limits.max_events, limits.hold_s) == (200, 0.25)
