@@ -93,10 +93,14 @@ def create_app(
         if ctx.hub.draining:
             return JSONResponse({"ready": False, "why": "draining"}, status_code=503)
         try:
-            # A real actor call through daprd and placement (the registry's one actor).
-            await ctx.sessions.registry_snapshot()
+            # A real actor call through daprd and placement (the registry's one actor), and this
+            # replica already registered there: until then peers can't forward to it.
+            view = await ctx.sessions.registry_snapshot()
         except ActorUnavailable as e:
             return JSONResponse({"ready": False, "why": str(e)[:200]}, status_code=503)
+        if settings.replica_id not in view.urls:
+            await ctx.hub.heartbeat()  # register now rather than at the next lease renewal
+            return JSONResponse({"ready": False, "why": "not registered yet"}, status_code=503)
         return JSONResponse({"ready": True, "replica": settings.replica_id})
 
     @app.get("/dapr/subscribe")

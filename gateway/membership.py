@@ -31,14 +31,14 @@ class Membership:
         self._last_beat: float | None = None  # monotonic time of the last renewed lease
         self._presence = Outbox[tuple[str, str]](self._presence_change)
 
-    def _learn(self, view: RegistryView) -> None:
+    def learn(self, view: RegistryView) -> None:
         self.liveness, self.peer_urls = view.live, view.urls
 
     async def heartbeat(self) -> bool:
         """Renew the lease. True when it had lapsed (no renewal for a whole lease): actors may
         then have dropped this replica's connections and presence as dead."""
         try:
-            self._learn(await self.sessions.heartbeat(self.settings.lease_s,
+            self.learn(await self.sessions.heartbeat(self.settings.lease_s,
                                                       self.settings.advertise_url))
         except ActorUnavailable as e:
             log.warning("registry heartbeat failed (retried in %.1f s): %s",
@@ -57,7 +57,7 @@ class Membership:
         if url is None and now - self._looked_up >= 1.0:
             self._looked_up = now
             try:
-                self._learn(await self.sessions.registry_snapshot())
+                self.learn(await self.sessions.registry_snapshot())
             except ActorUnavailable as e:
                 log.warning("registry lookup for %s failed: %s", replica, e)
             url = self.peer_urls.get(replica)
