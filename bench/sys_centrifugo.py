@@ -13,7 +13,7 @@ from typing import Any
 
 from bench import peers
 from bench.http1 import Http1Pool
-from bench.system import SECRET, Conn, Sink, System, dumps, ws_connect
+from bench.system import SECRET, Conn, PeerProcesses, Sink, dumps, ws_connect
 from devtools.procs import Proc, free_port, port_open, wait_until
 from gateway.auth import mint_hs256
 
@@ -24,7 +24,7 @@ def channel(user: str) -> str:
     return f"{NS}:#{user}"
 
 
-class Centrifugo(System):
+class Centrifugo(PeerProcesses):
     name = "centrifugo"
 
     def __init__(self) -> None:
@@ -74,17 +74,6 @@ class Centrifugo(System):
                     raise RuntimeError(f"{p.name} exited:\n{p.tail()}")
                 return port_open(port)
             wait_until(up, 60, p.name)
-
-    def stop(self) -> None:
-        for p in [*self.nodes_p, self.redis]:
-            if p is not None:
-                p.stop()
-
-    def processes(self) -> dict[str, int]:
-        out = {p.name: p.popen.pid for p in self.nodes_p if p.popen is not None}
-        if self.redis is not None and self.redis.popen is not None:
-            out["redis"] = self.redis.popen.pid
-        return out
 
     def versions(self) -> dict[str, str]:
         r = subprocess.run([str(peers.centrifugo_bin()), "version"], capture_output=True,

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import peers
-from bench.system import SECRET, Conn, Sink, System, ws_connect
+from bench.system import SECRET, Conn, PeerProcesses, Sink, ws_connect
 from devtools.procs import Proc, free_port, port_open, wait_until
 from gateway.auth import mint_hs256
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class SocketIO(System):
+class SocketIO(PeerProcesses):
     name = "socketio"
     supports_resume = False  # python-socketio has no connection state recovery
 
@@ -48,17 +48,6 @@ class SocketIO(System):
                 env, ROOT, self.run_dir).start())
         for p, port in zip(self.nodes_p, self.ports, strict=True):
             wait_until(partial(port_open, port), 60, p.name)
-
-    def stop(self) -> None:
-        for p in [*self.nodes_p, self.redis]:
-            if p is not None:
-                p.stop()
-
-    def processes(self) -> dict[str, int]:
-        out = {p.name: p.popen.pid for p in self.nodes_p if p.popen is not None}
-        if self.redis is not None and self.redis.popen is not None:
-            out["redis"] = self.redis.popen.pid
-        return out
 
     def versions(self) -> dict[str, str]:
         return {("redis-py" if k == "redis" else k): v

@@ -10,6 +10,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from devtools.procs import Proc
+
 SECRET = "bench-secret-bench-secret-bench-secret"
 # Event sink: (payload data as published, receive time.time()).
 Sink = Callable[[dict[str, Any], float], None]
@@ -105,3 +107,21 @@ async def close_all(conns: list[Conn]) -> None:
 
 def dumps(o: Any) -> bytes:
     return json.dumps(o, separators=(",", ":")).encode()
+
+
+class PeerProcesses(System):
+    """A peer run as plain processes: its server nodes plus its own Redis."""
+
+    nodes_p: list[Proc]
+    redis: Proc | None
+
+    def stop(self) -> None:
+        for p in [*self.nodes_p, self.redis]:
+            if p is not None:
+                p.stop()
+
+    def processes(self) -> dict[str, int]:
+        out = {p.name: p.popen.pid for p in self.nodes_p if p.popen is not None}
+        if self.redis is not None and self.redis.popen is not None:
+            out["redis"] = self.redis.popen.pid
+        return out
