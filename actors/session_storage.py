@@ -20,12 +20,15 @@ so it never reads before it writes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from actors import task_order
 from actors.session_core import WIRE_VERSION, EventRecord, SessionMeta
-from actors.state_client import Operation
 from vocab.wire_checks import _get, _int, _map
+
+Operation = tuple[Literal["upsert", "delete"], str, Any]
+"""One write of a turn's transaction: (operation, key, JSON value or None for delete). Pure, so
+the storage rules need no I/O module; the state client (actors/state_client.py) sends them."""
 
 STORAGE_VERSION = 2
 CHUNK = 32

@@ -14,15 +14,13 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from actors import metrics
-
-Operation = tuple[Literal["upsert", "delete"], str, Any]
-"""(operation, key, JSON value or None for delete)."""
+from actors.session_storage import Operation
 
 
 class StateUnavailable(Exception):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from actors import session_core as core
 from actors import session_storage as storage
 from actors import task_order
-from actors.state_client import Operation
+from actors.session_storage import Operation
 
 LIM = core.Limits(max_events=70, max_age_s=1e6, max_seen_ids=500, max_devices=4,
                   max_connections=4, lease_s=10.0, max_tasks=5, max_held=3)
