@@ -4,7 +4,7 @@
 import { Backoff } from "./backoff.js";
 import { Handlers } from "./emitter.js";
 import { Subscriptions } from "./filters.js";
-import { Position } from "./position.js";
+import { PositionTracker } from "./position.js";
 import { Session } from "./session.js";
 import { Token } from "./token.js";
 import { Endpoints } from "./urls.js";
@@ -43,13 +43,13 @@ export class TaskSyncClient {
     const transports = [...new Set(wanted)].filter((t) => !!(t === "websocket" ? env.WebSocket : env.EventSource));
     if (transports.length === 0) throw new Error("no usable transport: inject WebSocket and/or EventSource");
     const subs = new Subscriptions(o.filters);
-    // Position and device, optionally kept in (session) storage across page reloads, under the
-    // first URL whichever gateway is in use.
-    const position = new Position({
+    // Positions (user and broadcast stream) and device, optionally kept in (session) storage
+    // across page reloads, under the first URL whichever gateway is in use.
+    const tracker = new PositionTracker({
       persist: o.persist, storage: o.storage, key: `tasksync:${endpoints.first.base}`, device: o.device, random: env.random,
     });
     this._session = new Session(
-      { env, endpoints, token, position, subs, backoff: new Backoff(o.backoff, env.random), handlers: new Handlers() },
+      { env, endpoints, token, tracker, subs, backoff: new Backoff(o.backoff, env.random), handlers: new Handlers() },
       {
         transports,
         wsFailuresBeforeFallback: o.wsFailuresBeforeFallback ?? 2,
@@ -60,10 +60,24 @@ export class TaskSyncClient {
     );
   }
 
-  /** {epoch, seq} of the last event handed to the handlers (or of the last welcome/resync). */
+  /** {epoch, seq} of the last user event handed to the handlers (or of the last welcome/resync). */
   get position() {
-    const p = this._session.position.value;
+    const p = this._session.tracker.user;
     return p ? { epoch: p.epoch, seq: p.seq } : null;
+  }
+
+  /**
+   * {epoch, seq} in the shared broadcast stream (bepoch, bseq): the last broadcast handed to the
+   * handlers, or of the last welcome / broadcast resync. null until a server has said one.
+   */
+  get broadcastPosition() {
+    const p = this._session.tracker.broadcast;
+    return p ? { epoch: p.epoch, seq: p.seq } : null;
+  }
+
+  /** The `since` that resumes exactly here, both streams: `epoch:seq[,bepoch:bseq]`, or null. */
+  get resumePoint() {
+    return this._session.tracker.resumePoint();
   }
 
   get transport() {
@@ -76,7 +90,7 @@ export class TaskSyncClient {
   }
 
   get device() {
-    return this._session.position.device;
+    return this._session.tracker.device;
   }
 
   /** Base URL of the gateway in use (or tried next). */

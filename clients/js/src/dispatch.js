@@ -1,9 +1,11 @@
 // Frames from the server: parsed, queued (an async resync handler holds later frames), then
-// handled in order. Events go to the app once (seq above the position), then the position moves
-// and an ack is scheduled; acks are coalesced to one per interval.
+// handled in order. Two streams arrive on one link: user events (`seq`) and broadcast events
+// (`bseq` instead of `seq`, shared by every user). An event goes to the app once (above its
+// stream's position), then that position moves; only user events schedule an ack (acks are
+// user-seq only), coalesced to one per interval.
 
 import { AMBIGUOUS_SSE_NAMES, closeForName } from "./codes.js";
-import { isSeq } from "./position.js";
+import { STREAMS, isSeq } from "./position.js";
 
 export class Acker {
   constructor(session, intervalMs) {
@@ -35,7 +37,7 @@ export class Acker {
   /** Ack the position on the current link (final: the client is closing). */
   flush(final) {
     const link = this.session.link;
-    const p = this.session.position.value;
+    const p = this.session.tracker.user; // acks are user-seq only, never bseq
     if (!this.dirty || !p || !link || link.dead || !link.welcomed || link.epoch !== p.epoch) return;
     if (link.kind === "websocket") {
       if (link.send({ type: "ack", seq: p.seq })) this.dirty = false;
@@ -110,6 +112,7 @@ export class Dispatcher {
     else if (t === "subscribed") {
       if (!link.dead) this.session.handlers.emit("subscribed", frame);
     } else if (isSeq(frame.seq) && "data" in frame) this.event(link, frame);
+    else if (isSeq(frame.bseq) && "data" in frame) this.broadcastEvent(link, frame);
   }
 
   welcome(link, f) {
@@ -118,13 +121,15 @@ export class Dispatcher {
     link.welcomed = true;
     link.connId = typeof f.conn_id === "string" ? f.conn_id : null;
     link.epoch = f.epoch;
+    const hasBroadcast = typeof f.bepoch === "string" && isSeq(f.bseq);
+    if (hasBroadcast) link.bepoch = f.bepoch;
     link.clearConnectTimer();
     s.adoptProbe(link);
     if (link !== s.link) return;
     if (link.kind === "websocket") link.setHeartbeat(f.heartbeat);
-    const p = s.position.value;
     // Same epoch: never move backwards (a WebSocket welcomed while SSE was still delivering).
-    if (!p || p.epoch !== f.epoch || f.seq > p.seq) s.position.set({ epoch: f.epoch, seq: f.seq });
+    s.tracker.welcome("user", f.epoch, f.seq);
+    if (hasBroadcast) s.tracker.welcome("broadcast", f.bepoch, f.bseq);
     s.opened(link);
     s.subs.replay(link);
     if (s.acks.dirty) s.acks.schedule();
@@ -132,24 +137,48 @@ export class Dispatcher {
 
   event(link, f) {
     const s = this.session;
-    const p = s.position.value;
-    if (p && link.epoch !== null && link.epoch !== p.epoch && link !== s.link) return;
-    if (s.position.isDuplicate(link.epoch, f.seq)) return;
-    const event = { type: f.type, seq: f.seq, id: f.id, data: f.data };
-    s.handlers.emit(f.type, event);
-    s.handlers.emit("*", event);
-    s.position.set({ epoch: link.epoch ?? p?.epoch ?? null, seq: f.seq });
+    if (!this.fresh(link, "user", link.epoch, f.seq)) return;
+    this.deliver({ type: f.type, seq: f.seq, id: f.id, data: f.data });
+    s.tracker.processed("user", link.epoch, f.seq);
     s.acks.mark();
+  }
+
+  /** A broadcast event: handled like an event (same handlers), deduped by bseq, never acked. */
+  broadcastEvent(link, f) {
+    if (!this.fresh(link, "broadcast", link.bepoch, f.bseq)) return;
+    this.deliver({ type: f.type, bseq: f.bseq, id: f.id, data: f.data });
+    this.session.tracker.processed("broadcast", link.bepoch, f.bseq);
+  }
+
+  /** Not yet processed: above the stream's position, and not from a stale link of another epoch. */
+  fresh(link, stream, epoch, seq) {
+    const s = this.session;
+    const p = s.tracker.get(stream);
+    if (p && epoch !== null && epoch !== p.epoch && link !== s.link) return false;
+    return !s.tracker.isDuplicate(stream, epoch, seq);
+  }
+
+  deliver(event) {
+    const h = this.session.handlers;
+    h.emit(event.type, event);
+    h.emit("*", event);
   }
 
   resync(link, f) {
     const s = this.session;
     if (link.dead || typeof f.epoch !== "string" || !isSeq(f.seq)) return;
-    link.epoch = f.epoch;
+    // With stream "broadcast" the frame is about the broadcast stream: only its position moves
+    // (nothing to ack). Without `stream` it is the user stream; a stream we don't know is
+    // ignored rather than taken for the user stream.
+    const stream = f.stream ?? "user";
+    if (!STREAMS.includes(stream)) return;
+    const broadcast = stream === "broadcast";
+    if (broadcast) link.bepoch = f.epoch;
+    else link.epoch = f.epoch;
     const pending = s.handlers.emitResync(f);
     const done = () => {
-      s.position.set({ epoch: f.epoch, seq: f.seq });
-      s.acks.mark();
+      s.tracker.resync(stream, f.epoch, f.seq);
+      if (!broadcast) s.acks.mark();
     };
     if (pending.length === 0) {
       done();

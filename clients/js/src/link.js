@@ -18,7 +18,8 @@ export class Link {
     this.welcomed = false;
     this.dead = false; // killed: no callback of it counts any more
     this.connId = null;
-    this.epoch = null;
+    this.epoch = null; // of the user stream, from welcome / resync_required
+    this.bepoch = null; // of the broadcast stream, likewise
     this.pendingClose = null; // SSE: a catalogue entry that is fatal if the stream ends next
     this.connectTimer = null;
   }

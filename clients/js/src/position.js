@@ -1,7 +1,13 @@
-// The resume position (epoch:seq of the last event handed to the app) and the device id,
-// optionally kept in (session) storage so a page reload resumes where it left off.
+// Where the client is in its two streams, and the device id: the user stream (`epoch:seq` of
+// the last user event handed to the app) and the shared broadcast stream (`bepoch:bseq`),
+// optionally kept in (session) storage so a page reload resumes where it left off. The resume
+// point sent as `since` is `epoch:seq`, or `epoch:seq,bepoch:bseq` once there is a broadcast
+// position (vocab/position.py ResumePoint).
 
 export const DEVICE_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+export const EPOCH_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/** The two streams: "user" (seq, acked) and "broadcast" (bseq, never acked). */
+export const STREAMS = Object.freeze(["user", "broadcast"]);
 
 export function isSeq(v) {
   return Number.isSafeInteger(v) && v >= 0;
@@ -14,6 +20,17 @@ export function randomId(random, n = 16) {
   return s;
 }
 
+/** `epoch:seq` (vocab/position.py Position). */
+export function formatPosition(p) {
+  return `${p.epoch}:${p.seq}`;
+}
+
+/** The `since` text: `epoch:seq` or `epoch:seq,bepoch:bseq`; null without a user position. */
+export function formatResumePoint(user, broadcast) {
+  if (!user) return null;
+  return broadcast ? `${formatPosition(user)},${formatPosition(broadcast)}` : formatPosition(user);
+}
+
 function defaultStorage() {
   try {
     return globalThis.sessionStorage ?? null; // the getter itself throws in sandboxed frames
@@ -22,7 +39,15 @@ function defaultStorage() {
   }
 }
 
-export class Position {
+function stored(epoch, seq) {
+  return typeof epoch === "string" && EPOCH_RE.test(epoch) && isSeq(seq) ? { epoch, seq } : null;
+}
+
+function checkStream(stream) {
+  if (!STREAMS.includes(stream)) throw new TypeError(`unknown stream ${JSON.stringify(stream)}`);
+}
+
+export class PositionTracker {
   /**
    * persist: read/write `storage` (default sessionStorage) under `key`; device: an explicit id
    * (wins over a stored one); random: for a fresh device id.
@@ -31,13 +56,13 @@ export class Position {
     this.persist = !!persist;
     this.storage = storage ?? (this.persist ? defaultStorage() : null);
     this.key = key;
-    this.value = null; // {epoch, seq} or null
+    this.positions = { user: null, broadcast: null }; // {epoch, seq} or null each
     let storedDevice = null;
     if (this.persist && this.storage) {
       const saved = this.load();
       if (saved) {
         storedDevice = saved.device;
-        this.value = saved.pos;
+        this.positions = { user: saved.user, broadcast: saved.broadcast };
       }
     }
     const d = device ?? storedDevice ?? randomId(random);
@@ -48,15 +73,57 @@ export class Position {
     this.save();
   }
 
-  set(pos) {
-    this.value = pos;
+  /** {epoch, seq} in the user stream, or null. */
+  get user() {
+    return this.positions.user;
+  }
+
+  /** {epoch, seq} (bepoch, bseq) in the broadcast stream, or null. */
+  get broadcast() {
+    return this.positions.broadcast;
+  }
+
+  get(stream) {
+    checkStream(stream);
+    return this.positions[stream];
+  }
+
+  /** Set a stream's position as given (even backwards: a resync). */
+  set(stream, pos) {
+    checkStream(stream);
+    this.positions[stream] = pos ? { epoch: pos.epoch, seq: pos.seq } : null;
     this.save();
   }
 
-  /** An event at `seq` seen on a link whose epoch is `epoch` (null: not known yet). */
-  isDuplicate(epoch, seq) {
-    const p = this.value;
+  /**
+   * The stream continues from epoch:seq (a welcome). In the same epoch never move backwards: a
+   * WebSocket welcomed while SSE was still delivering may start behind what we processed.
+   */
+  welcome(stream, epoch, seq) {
+    const p = this.get(stream);
+    if (!p || p.epoch !== epoch || seq > p.seq) this.set(stream, { epoch, seq });
+  }
+
+  /** An event at `seq` seen on a link whose epoch (of that stream) is `epoch` (null: not known yet). */
+  isDuplicate(stream, epoch, seq) {
+    const p = this.get(stream);
     return !!p && (epoch === null || epoch === p.epoch) && seq <= p.seq;
+  }
+
+  /** The app processed the event at `seq` of `epoch` (null: the position's epoch). */
+  processed(stream, epoch, seq) {
+    const e = epoch ?? this.get(stream)?.epoch ?? null;
+    if (e !== null) this.set(stream, { epoch: e, seq });
+  }
+
+  /** After the app reloaded its state: continue from exactly there, even backwards. */
+  resync(stream, epoch, seq) {
+    this.set(stream, { epoch, seq });
+  }
+
+  /** The `since` text for a (re)connect, or null (no user position yet). */
+  resumePoint() {
+    return formatResumePoint(this.positions.user, this.positions.broadcast);
   }
 
   load() {
@@ -65,9 +132,11 @@ export class Position {
       if (!raw) return null;
       const v = JSON.parse(raw);
       if (!v || typeof v !== "object") return null;
+      const user = stored(v.epoch, v.seq);
       return {
         device: typeof v.device === "string" && DEVICE_RE.test(v.device) ? v.device : null,
-        pos: typeof v.epoch === "string" && isSeq(v.seq) ? { epoch: v.epoch, seq: v.seq } : null,
+        user,
+        broadcast: user ? stored(v.bepoch, v.bseq) : null,
       };
     } catch {
       return null;
@@ -77,9 +146,14 @@ export class Position {
   save() {
     if (!this.persist || !this.storage) return;
     const v = { device: this.device };
-    if (this.value) {
-      v.epoch = this.value.epoch;
-      v.seq = this.value.seq;
+    const { user, broadcast } = this.positions;
+    if (user) {
+      v.epoch = user.epoch;
+      v.seq = user.seq;
+    }
+    if (broadcast) {
+      v.bepoch = broadcast.epoch;
+      v.bseq = broadcast.seq;
     }
     try {
       this.storage.setItem(this.key, JSON.stringify(v));

@@ -11,7 +11,7 @@ import { connectQuery } from "./urls.js";
 
 export class Session {
   /**
-   * parts: env (platform objects), endpoints, token, position, backoff, handlers, subs;
+   * parts: env (platform objects), endpoints, token, tracker (positions), backoff, handlers, subs;
    * config: transports, wsFailuresBeforeFallback, retryWebSocketAfterMs, ackIntervalMs,
    * connectTimeoutMs.
    */
@@ -91,7 +91,8 @@ export class Session {
   startLink(kind, token, probe) {
     const Kind = kind === "websocket" ? WsLink : SseLink;
     const link = new Kind(this.endpoints.current, { env: this.env, hooks: this.linkHooks, probe });
-    const query = connectQuery(token, this.position.device, this.position.value);
+    // since = the resume point: epoch:seq, with ,bepoch:bseq once there is a broadcast position.
+    const query = connectQuery(token, this.tracker.device, this.tracker.resumePoint());
     return link.start(query, this.connectTimeoutMs);
   }
 
@@ -102,7 +103,7 @@ export class Session {
     this.link = link;
     this.probe = null;
     link.probe = false;
-    if (old) old.kill(); // events the two overlap on are dropped by the seq check
+    if (old) old.kill(); // events the two overlap on are dropped by the seq/bseq checks
   }
 
   /** The current link said welcome (after the position moved). */

@@ -36,11 +36,14 @@ export class Endpoints {
   }
 }
 
-/** token, device and (when known) since=epoch:seq for /ws and /sse. */
-export function connectQuery(token, device, pos) {
+/**
+ * token, device and (when known) since for /ws and /sse. `since` is the resume point text,
+ * `epoch:seq` or `epoch:seq,bepoch:bseq` (position.js resumePoint()).
+ */
+export function connectQuery(token, device, since) {
   const q = new URLSearchParams();
   q.set("token", token);
   q.set("device", device);
-  if (pos) q.set("since", `${pos.epoch}:${pos.seq}`);
+  if (since) q.set("since", since);
   return q.toString();
 }

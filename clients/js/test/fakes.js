@@ -218,6 +218,11 @@ export function ev(seq, type = "task_created", data = { id: seq }) {
   return { type, seq, id: `ev-${seq}`, data };
 }
 
+/** A broadcast event (the shared stream): `bseq` instead of `seq`. */
+export function bev(bseq, type = "task_created", data = { id: `b${bseq}` }) {
+  return { type, bseq, id: `bev-${bseq}`, data };
+}
+
 /** Open the client's latest WebSocket and answer with a welcome at `seq`. */
 export async function openWs(env, seq = 0, extra = {}) {
   await settle();
