@@ -162,11 +162,15 @@ class AttachAnswer:
     reason: str  # why resync, else ""
     events: list[EventRecord] = field(default_factory=list)
     more: bool = False  # more replay pages follow (read them with ReadRequest)
+    # The user's persisted filters: the gateway applies them to the shared broadcast stream,
+    # which no user actor sees (the user log is filtered by the actor itself).
+    filters: Filters = field(default_factory=Filters)
 
     def to_wire(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "epoch": self.epoch, "head": self.head,
                 "start": self.start, "resumed": self.resumed, "reason": self.reason,
-                "events": [e.to_wire() for e in self.events], "more": self.more}
+                "events": [e.to_wire() for e in self.events], "more": self.more,
+                "filters": self.filters.to_wire()}
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> AttachAnswer:
@@ -178,6 +182,7 @@ class AttachAnswer:
             _int(_get(d, "start"), "start"), _bool(_get(d, "resumed"), "resumed"),
             _str(_get(d, "reason"), "reason"), _records(d.get("events", [])),
             _bool(d.get("more", False), "more"),
+            Filters.from_wire(_map(d.get("filters") or {}, "filters")),
         )
 
 

@@ -81,6 +81,7 @@ class UserSession(Actor, UserSessionInterface):
             ops = storage.write_ops(s.meta, s.records, write.appended, write.deleted,
                                     write.order, write.held)
             await STATE.transact(TYPE_NAME, self.id.id, ops)
+            s.saved = True
 
     async def _turn(
         self,
@@ -112,7 +113,9 @@ class UserSession(Actor, UserSessionInterface):
 
     async def read(self, payload: bytes) -> bytes:
         async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
-            return svc.read(s, c.ReadRequest.from_wire(req)).to_wire()
+            answer, write = svc.read(s, c.ReadRequest.from_wire(req))
+            await self._commit(s, write)
+            return answer.to_wire()
 
         return await self._turn(payload, body)
 

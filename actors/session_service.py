@@ -33,9 +33,13 @@ class Write:
 class Session:
     """The in-memory copy of one user's session: meta plus the retained records by seq."""
 
-    def __init__(self, meta: core.SessionMeta, records: dict[int, core.EventRecord]) -> None:
+    def __init__(self, meta: core.SessionMeta, records: dict[int, core.EventRecord],
+                 saved: bool = True) -> None:
         self.meta = meta
         self.records = records
+        # False for a fresh log nothing was written for yet: its epoch would not survive a
+        # reactivation, so even a read persists it (a reader keeps the epoch it was told).
+        self.saved = saved
 
     @staticmethod
     def fresh(filters: core.Filters | None = None) -> Session:
@@ -43,7 +47,7 @@ class Session:
         meta = core.new_session(uuid.uuid4().hex[:16])
         if filters is not None:
             meta.filters = filters
-        return Session(meta, {})
+        return Session(meta, {}, saved=False)
 
     def page(self, first: int, last: int) -> list[core.EventRecord]:
         """Records first..last, cut short after REPLAY_BYTES (always at least one)."""
@@ -126,24 +130,25 @@ def attach(s: Session, r: c.AttachRequest, now: float, limits: core.Limits
     res = core.attach(s.meta, r.conn, r.replica, r.device, since, now, limits, r.live)
     if res.outcome == "too_many_connections":
         return c.AttachAnswer(res.outcome, res.epoch, res.head, res.start, res.resumed,
-                              res.reason), None
+                              res.reason, filters=s.meta.filters), None
     events: list[core.EventRecord] = []
     if res.outcome == "ok" and res.replay_from <= res.head:
         events = s.page(res.replay_from, min(res.head, res.replay_from + REPLAY_PAGE - 1))
     more = bool(events) and events[-1].seq < res.head
     answer = c.AttachAnswer(res.outcome, res.epoch, res.head, res.start, res.resumed,
-                            res.reason, events, more)
+                            res.reason, events, more, s.meta.filters)
     return answer, Write()
 
 
-def read(s: Session, r: c.ReadRequest) -> c.ReadAnswer:
+def read(s: Session, r: c.ReadRequest) -> tuple[c.ReadAnswer, Write | None]:
     meta = s.meta
+    write = None if s.saved else Write()
     rng = core.read_range(meta, r.after, max(1, min(r.limit, REPLAY_PAGE)))
     if r.epoch != meta.epoch or rng is None:
-        return c.ReadAnswer(True, meta.epoch, meta.head)
+        return c.ReadAnswer(True, meta.epoch, meta.head), write
     first, last = rng
     events = s.page(first, last) if first <= last else []
-    return c.ReadAnswer(False, meta.epoch, meta.head, events)
+    return c.ReadAnswer(False, meta.epoch, meta.head, events), write
 
 
 def detach(s: Session, r: c.DetachRequest) -> Write | None:

@@ -99,6 +99,11 @@ async def connections(s: System, p: Plan, rec: measure.Recorder, res: dict[str, 
             st = await measure.settle(s, max_s=15)
             res["idle"].append({**await measure.idle(s, p.idle_s, len(conns), base_rss),
                                 "settled": st})
+            # One broadcast to every connection open now (after the idle window, so it does
+            # not disturb it): first and last delivery.
+            res.setdefault("broadcast_at_level", []).append(await phase(
+                res, f"broadcast-{level}",
+                measure.broadcast(s, rec, [c.user for c in conns], f"lvl-{level}")))
         res["connect"] = {"target": p.conn_levels[-1], "opened": len(conns), "failed": failed,
                           "errors": errors, "concurrency": 50, "seconds": round(secs, 2),
                           "per_s": round(len(conns) / secs, 1) if secs else None,

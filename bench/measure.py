@@ -218,7 +218,8 @@ async def idle(sys_: System, seconds: float, conns: int, base_rss: int) -> dict[
     }
 
 
-async def broadcast(sys_: System, rec: Recorder, users: list[str], k: int) -> dict[str, Any]:
+async def broadcast(sys_: System, rec: Recorder, users: list[str], k: int | str
+                    ) -> dict[str, Any]:
     tag = f"bc-{k}"
     lat = rec.watch(tag)
     sent = time.time()

@@ -67,6 +67,10 @@ def rows(systems: dict[str, Any], plan: dict[str, Any]) -> list[tuple[str, str, 
             lambda s, i=i: get(s, "idle", i, "rss_kb_per_conn"))
         add(f"idle CPU at {level:,} conns (% of one core, all processes)", "↓",
             lambda s, i=i: get(s, "idle", i, "cpu_pct"))
+        add(f"one broadcast to {level:,} idle connections: last delivery (ms)", "↓",
+            lambda s, i=i: get(s, "broadcast_at_level", i - 1, "last_ms"))
+        add(f"one broadcast to {level:,} idle connections: delivered", "↑",
+            lambda s, i=i: get(s, "broadcast_at_level", i - 1, "delivered"))
     add("idle RSS with no connection (MiB, all processes)", "↓",
         lambda s: get(s, "idle", 0, "rss_mb"))
     add(f"time to open {plan['conn_levels'][-1]:,} connections, 50 at a time (s)", "↓",

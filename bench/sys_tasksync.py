@@ -60,14 +60,14 @@ class Tasksync(System):
     async def open(self, user: str, node: int, position: Any = None) -> Conn:
         port = self.topo.apps[GATEWAYS[node % 2]].app_port
         url = f"ws://127.0.0.1:{port}/ws?device=d-{user}"
-        if position is not None:
-            url += f"&since={position[0]}:{position[1]}"
+        if position is not None:  # (epoch, seq, bepoch, bseq): both streams' positions
+            url += f"&since={position[0]}:{position[1]},{position[2]}:{position[3]}"
         ws = await ws_connect(url, {"Authorization": f"Bearer {mint_hs256(SECRET, user)}"})
         conn = Conn(user, node, ws)
         for _ in range(100):  # the welcome comes first; a ping may not, but be lenient
             f = json.loads(await ws.recv())
             if f.get("type") == "welcome":
-                conn.position = (f["epoch"], f["seq"])
+                conn.position = (f["epoch"], f["seq"], f["bepoch"], f["bseq"])
                 return conn
             if f.get("type") == "resync_required":
                 raise RuntimeError(f"resync_required: {f}")
@@ -76,7 +76,10 @@ class Tasksync(System):
     async def handle(self, conn: Conn, raw: str | bytes, now: float, sink: Sink) -> None:
         f = json.loads(raw)
         if "seq" in f and "data" in f:
-            conn.position = (conn.position[0], f["seq"])
+            conn.position = (conn.position[0], f["seq"], *conn.position[2:])
+            sink(f["data"], now)
+        elif "bseq" in f and "data" in f:  # the shared broadcast stream
+            conn.position = (*conn.position[:3], f["bseq"])
             sink(f["data"], now)
         elif f.get("type") == "ping":
             await conn.ws.send('{"type":"pong"}')

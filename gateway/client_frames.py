@@ -3,6 +3,7 @@ its own user's actor: the user id comes from the verified token held by the Conn
 
 import logging
 import time
+from collections.abc import Callable
 
 from actors.session_core import Filters
 from gateway import protocol
@@ -22,9 +23,14 @@ def filters_from_spec(spec: protocol.FilterSpec) -> Filters:
 
 
 class FrameHandler:
-    def __init__(self, sessions: SessionsPort, auth: AuthConfig) -> None:
+    def __init__(
+        self, sessions: SessionsPort, auth: AuthConfig,
+        on_user_filters: Callable[[str, Filters | None], None] | None = None,
+    ) -> None:
         self.sessions = sessions
         self.auth = auth
+        # The user's connections here apply new user filters to broadcasts at once.
+        self.on_user_filters = on_user_filters
 
     async def handle(self, conn: Connection, frame: protocol.ClientFrame) -> None:
         conn.last_seen = time.monotonic()
@@ -53,6 +59,8 @@ class FrameHandler:
             log.warning("set_filters for %s failed: %s", conn.user, e)
             conn.push(protocol.error("unavailable", "could not store filters; retry later"))
             return
+        if self.on_user_filters is not None:
+            self.on_user_filters(conn.user, None if stored.is_empty() else stored)
         conn.push(protocol.subscribed(stored.to_wire(), "user"))
 
     def _refresh(self, conn: Connection, token: str) -> None:

@@ -41,7 +41,16 @@ class Connection:
         self.cursor: SeqCursor[Item] | None = None
         self.epoch: str | None = None
         self.early: list[tuple[str, Item]] = []  # live events that beat the attach answer
+        # The shared broadcast stream (gateway/broadcast_feed.py): its own epoch and cursor.
+        self.bepoch: str | None = None
+        self.bcursor: SeqCursor[Item] | None = None
+        self.bearly: list[tuple[str, Item]] = []
+        self.breplay: list[EventRecord] | None = []  # what to replay; None = read the log
         self.conn_filter: Filters | None = None
+        # The user's persisted filters: the actor applies them to the user log, this
+        # connection applies them to broadcasts (from the attach answer, and user-scope
+        # subscribes made through this replica).
+        self.user_filter: Filters | None = None
         self.last_seen = time.monotonic()
         self.expires_at = expires_at
         self.pending_ack = 0
@@ -106,7 +115,15 @@ class Connection:
             self.closed.set()
 
     def position(self, seq: int) -> str:
-        return f"{self.epoch}:{seq}"
+        """The resume point after user event `seq` (vocab.position.ResumePoint text)."""
+        if self.bepoch is None or self.bcursor is None:
+            return f"{self.epoch}:{seq}"
+        return f"{self.epoch}:{seq},{self.bepoch}:{self.bcursor.last}"
+
+    def bposition(self, bseq: int) -> str:
+        """The resume point after broadcast `bseq`."""
+        last = self.cursor.last if self.cursor is not None else 0
+        return f"{self.epoch}:{last},{self.bepoch}:{bseq}"
 
     # -- ordering --------------------------------------------------------------------------
     def start(self, epoch: str, start_seq: int) -> None:
@@ -149,6 +166,54 @@ class Connection:
         early, self.early = self.early, []
         for epoch, (item, shared) in early:
             self.offer(epoch, item, shared)
+        bearly, self.bearly = self.bearly, []
+        for epoch, (item, shared) in bearly:
+            self.offer_broadcast(epoch, item, shared)
+
+    # -- the broadcast stream -----------------------------------------------------------------
+    def bstart(self, epoch: str, start_seq: int) -> None:
+        self.bepoch = epoch
+        self.bcursor = SeqCursor(start_seq, max_held=self.max_held)
+
+    def offer_broadcast(
+        self, epoch: str, item: EventRecord, shared: protocol.SharedFrame | None = None
+    ) -> None:
+        """Like offer(), for the broadcast stream: ordered by its own cursor, filtered by the
+        connection's and the user's filters."""
+        if self.closed.is_set():
+            return
+        if self.bcursor is None or self.cursor is None:  # nothing before the welcome
+            self.bearly.append((epoch, (item, shared)))
+            if len(self.bearly) > self.max_held:
+                self.fail(protocol.SLOW_CONSUMER)
+            return
+        if epoch != self.bepoch:
+            self.bresync(epoch, item.seq - 1, "epoch_changed")
+        for ready, frame in self.bcursor.offer(item.seq, (item, shared), time.monotonic()):
+            if self._wants(ready):
+                self.push(
+                    frame or protocol.broadcast_frame(ready.type, ready.seq, ready.id, ready.data),
+                    self.bposition(ready.seq),
+                )
+        if self.bcursor.overflowed:
+            self.fail(protocol.SLOW_CONSUMER)
+
+    def _wants(self, r: EventRecord) -> bool:
+        return all(f is None or f.matches(r.type, r.task_id, r.list_id)
+                   for f in (self.conn_filter, self.user_filter))
+
+    def bresync(self, epoch: str, head: int, reason: str) -> None:
+        self.bepoch = epoch
+        if self.bcursor is None:
+            self.bcursor = SeqCursor(head, max_held=self.max_held)
+        else:
+            self.bcursor.reset(head)
+        metrics.resync(reason)
+        self.push(protocol.resync_required(epoch, head, reason, broadcast=True),
+                  self.bposition(head))
+
+    def has_bgap(self) -> bool:
+        return self.bcursor is not None and self.bcursor.gap() is not None
 
     def resync(self, epoch: str, head: int, reason: str) -> None:
         self.epoch = epoch

@@ -40,5 +40,5 @@ class Context:
             sessions=sessions,
             hub=hub,
             fanout=Fanout(settings, sessions, hub, Peers(settings.app_api_token)),
-            frames=FrameHandler(sessions, auth),
+            frames=FrameHandler(sessions, auth, hub.set_user_filter),
         )

@@ -33,6 +33,7 @@ from gateway.peers import Peers, PeerUnavailable
 from gateway.release_timers import ReleaseTimers
 from gateway.sessions import SessionsPort
 from gateway.topic_schema import TaskEvent
+from vocab.ids import BROADCAST_LOG
 
 log = logging.getLogger("gateway.fanout")
 
@@ -69,6 +70,7 @@ class Fanout:
         self.held = 0  # events the actor held because an earlier version of the task is missing
         self.released = 0  # held events of earlier turns routed when a later turn recorded them
         self.stale = 0  # events superseded by a later version of their task
+        self.broadcasts = 0  # broadcast records routed from this replica's actor answers
         self.release_timers = ReleaseTimers(self._release)
         self._release_failures: dict[str, int] = {}
 
@@ -84,16 +86,9 @@ class Fanout:
         self.events += len(batch)
         ok = [True] * len(batch)
         pending: dict[str, _Pending] = {}
-        everyone: list[str] | None = None
         for i, ev in enumerate(batch):
-            if ev.audience is None and everyone is None:
-                try:
-                    everyone = await self._everyone()
-                except ActorUnavailable as e:
-                    log.warning("broadcast audience unavailable: %s", e)
-                    everyone = []
-                    ok = [o and b.audience is not None for o, b in zip(ok, batch, strict=True)]
-            recipients = ev.audience if ev.audience is not None else everyone or []
+            # No audience: recorded once in the shared broadcast log, not once per user.
+            recipients = ev.audience if ev.audience is not None else [BROADCAST_LOG]
             item = IncomingEvent(ev.event_id, ev.type, ev.data, ev.task_id, ev.list_id,
                                  ev.version)
             for user in dict.fromkeys(recipients):
@@ -144,7 +139,10 @@ class Fanout:
         seq order: the turn's own events and the events it released. Then, while the actor
         still holds events for the user, schedule a release turn."""
         self.released += len(answer.released)
-        for record in sorted(records + answer.released, key=lambda r: r.seq):
+        ordered = sorted(records + answer.released, key=lambda r: r.seq)
+        if user == BROADCAST_LOG:
+            self._route_broadcast(answer.epoch, ordered)
+        for record in ordered:
             for replica, conns in answer.routes.items():
                 if replica == self.settings.replica_id:
                     self.hub.deliver_local(user, conns, answer.epoch, record)
@@ -152,6 +150,17 @@ class Fanout:
                     self._send_forward(replica, ForwardItem(user, conns, answer.epoch, record))
         if answer.release_in > 0 and not self.hub.draining:
             self.release_timers.arm(user, answer.release_in)
+
+    def _route_broadcast(self, epoch: str, records: list[EventRecord]) -> None:
+        """Broadcasts go to every connection here and ONE forward per other live replica."""
+        self.broadcasts += len(records)
+        for record in records:
+            self.hub.broadcasts.deliver(epoch, record)
+        me = self.settings.replica_id
+        for replica in self.hub.members.replicas():
+            if replica != me:
+                for record in records:
+                    self._send_forward(replica, ForwardItem(BROADCAST_LOG, [], epoch, record))
 
     def _send_forward(self, replica: str, item: ForwardItem, attempt: int = 0) -> None:
         fut = self._outbox(replica).add(item)
@@ -221,10 +230,6 @@ class Fanout:
             box = self._outboxes[replica] = Outbox[ForwardItem](send)
         return box
 
-    async def _everyone(self) -> list[str]:
-        self.actor_calls += 8
-        return await self.sessions.connected_users(self.hub.liveness)
-
     async def _forward(self, replica: str, items: list[ForwardItem]) -> None:
         self.forwards += 1
         url = await self.hub.members.peer_url(replica)
@@ -234,4 +239,7 @@ class Fanout:
 
     def receive_forward(self, batch: ForwardBatch) -> None:
         for it in batch.items:
-            self.hub.deliver_local(it.user, it.conns, it.epoch, it.record)
+            if it.user == BROADCAST_LOG:
+                self.hub.broadcasts.deliver(it.epoch, it.record)
+            else:
+                self.hub.deliver_local(it.user, it.conns, it.epoch, it.record)

@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from actors.session_core import Position
 from gateway import protocol
 from gateway.auth import AuthConfig, AuthError, Identity, verify
 from vocab.ids import valid_device
+from vocab.position import ResumePoint
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def check_connect(
         raise ConnectRefused(protocol.PROTOCOL_ERROR, 400, "bad_field", "bad device id")
     if since is not None:
         try:
-            Position.parse(since)
+            ResumePoint.parse(since)
         except ValueError as e:
             raise ConnectRefused(
                 protocol.PROTOCOL_ERROR, 400, "bad_field", "bad since position"

@@ -15,13 +15,15 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
-from actors.session_core import EventRecord, Liveness
+from actors.session_core import EventRecord, Filters, Liveness
 from gateway import metrics, protocol
 from gateway.actor_client import ActorUnavailable
+from gateway.broadcast_stream import BroadcastStream
 from gateway.config import Settings
 from gateway.connection import Connection
 from gateway.membership import Membership
 from gateway.sessions import SessionsPort
+from vocab.position import Position, ResumePoint
 
 log = logging.getLogger("gateway.hub")
 ACTOR_CONCURRENCY = 32  # periodic actor calls in flight at once
@@ -48,6 +50,7 @@ class Hub:
         self.draining = False
         self._all_gone = asyncio.Event()  # set whenever the table empties (drain waits on it)
         self.members = Membership(settings, sessions)
+        self.broadcasts = BroadcastStream(settings, sessions, self.conns)
         self._stale: dict[str, set[str]] = {}  # user -> routed conn ids this replica lacks
         self._tail_timers: dict[str, asyncio.TimerHandle] = {}
         self.tail_fills = 0  # lost tails found by the tail check (stats, tests)
@@ -60,6 +63,7 @@ class Hub:
         ]
 
     async def stop(self) -> None:
+        self.broadcasts.close()
         for t in self._loops:
             t.cancel()
         for t in self._loops:
@@ -102,33 +106,37 @@ class Hub:
     async def register(self, conn: Connection, since: str | None) -> ReplayPage:
         """Register at the actor: it records the connection and reads the first replay page in
         one turn, and live events that race it wait in conn.early/the cursor, so the seam is
-        exact. The replay itself is sent by replay(), paced by the client."""
+        exact. The broadcast stream's start is set before the welcome too. The replay itself is
+        sent by replay(), paced by the client."""
+        point = ResumePoint.parse(since) if since else None
         if self.by_user.get(conn.user) == {conn.conn_id}:
-            # Before the welcome, so a broadcast right after connecting already counts us.
             await self.members.join(conn.user)
         try:
             res = await self.sessions.attach(
-                conn.user, conn.conn_id, conn.device, since, self.liveness
+                conn.user, conn.conn_id, conn.device,
+                str(point.user) if point else None, self.liveness
             )
+            if res.outcome != "too_many_connections":
+                await self.broadcasts.start(conn, point.broadcast if point else None)
         except ActorUnavailable as e:
             raise AttachRefused(protocol.UNAVAILABLE, str(e)) from e
         if res.outcome == "too_many_connections":
             raise AttachRefused(protocol.TOO_MANY_CONNECTIONS, "connection limit for this user")
         metrics.attached(since, res.resumed, res.reason)
+        conn.user_filter = None if res.filters.is_empty() else res.filters
         epoch, head = res.epoch, res.head
+        start = head if res.outcome == "resync" else res.start
+        assert conn.bepoch is not None and conn.bcursor is not None
+        bpos = Position(conn.bepoch, conn.bcursor.last)
+        conn.push(
+            protocol.welcome(conn.conn_id, epoch, start, self.settings.heartbeat_s,
+                             res.outcome != "resync" and res.resumed,
+                             (bpos.epoch, bpos.seq)),
+            str(ResumePoint(Position(epoch, start), bpos)),
+        )
         if res.outcome == "resync":
-            conn.push(
-                protocol.welcome(conn.conn_id, epoch, head, self.settings.heartbeat_s, False),
-                f"{epoch}:{head}",
-            )
             conn.resync(epoch, head, res.reason)
             return [], False
-        conn.push(
-            protocol.welcome(
-                conn.conn_id, epoch, res.start, self.settings.heartbeat_s, res.resumed
-            ),
-            f"{epoch}:{res.start}",
-        )
         conn.start(epoch, res.start)
         return res.events, res.more
 
@@ -138,8 +146,14 @@ class Hub:
         try:
             if conn.cursor is not None and conn.epoch is not None:
                 await self._replay(conn, events, more)
+            if not conn.closed.is_set():
+                await self.broadcasts.replay(conn)
         except AttachRefused as e:
             conn.fail(e.code)
+            return
+        except ActorUnavailable as e:
+            log.warning("broadcast replay for %s failed: %s", conn.conn_id, e)
+            conn.fail(protocol.UNAVAILABLE)
             return
         finally:
             conn.replaying = False
@@ -192,6 +206,13 @@ class Hub:
                 await self.members.left(conn.user)
         except ActorUnavailable as e:
             log.info("detach of %s left to lease expiry: %s", conn.conn_id, e)
+
+    def set_user_filter(self, user: str, filters: Filters | None) -> None:
+        """New user filters, stored at the actor through this replica: the user's connections
+        here filter broadcasts by them from now on. (Connections on other replicas learn them
+        when they attach again; the user log is filtered by the actor for all of them.)"""
+        for cid in self.by_user.get(user, ()):
+            self.conns[cid].user_filter = filters
 
     # -- live events ---------------------------------------------------------------------------
     def deliver_local(self, user: str, conn_ids: list[str], epoch: str, item: EventRecord) -> None:
@@ -301,7 +322,11 @@ class Hub:
 
     async def heartbeat(self) -> None:
         """Renew this replica's lease; after a lapse, attach every connection again from where
-        it is (nothing is skipped, the cursor dedups) and re-join presence."""
+        it is (nothing is skipped, the cursor dedups) and re-join presence. With connections
+        here, also compare the broadcast feed with the log's head (one read per replica): a
+        broadcast whose forward never came (we were new to the sender's snapshot) is filled."""
+        if self.conns and self.broadcasts.feed.known:
+            self._spawn(self.broadcasts.check())
         if await self.members.heartbeat():
             log.warning("registry lease lapsed: re-attaching %d connections", len(self.conns))
             for conn in list(self.conns.values()):

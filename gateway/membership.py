@@ -49,6 +49,12 @@ class Membership:
         self._last_beat = now
         return lapsed
 
+    def replicas(self) -> list[str]:
+        """The live replicas of the last snapshot (broadcasts are forwarded to each)."""
+        if self.liveness is not None:
+            return sorted(self.liveness.replicas)
+        return sorted(self.peer_urls)
+
     async def peer_url(self, replica: str) -> str | None:
         """Where to forward to `replica`. A replica newer than our snapshot is looked up at once
         (at most once a second), so its first events don't wait for the next heartbeat."""

@@ -371,17 +371,30 @@ def _frame(obj: dict[str, Any], limits: CodecLimits) -> ClientFrame:
 
 
 # -- server frames ------------------------------------------------------------------------------
-def welcome(conn_id: str, epoch: str, seq: int, heartbeat: float, resumed: bool) -> dict[str, Any]:
-    return {"type": "welcome", "conn_id": conn_id, "epoch": epoch, "seq": seq,
-            "heartbeat": heartbeat, "resumed": resumed}
+def welcome(conn_id: str, epoch: str, seq: int, heartbeat: float, resumed: bool,
+            broadcast: tuple[str, int] | None = None) -> dict[str, Any]:
+    frame = {"type": "welcome", "conn_id": conn_id, "epoch": epoch, "seq": seq,
+             "heartbeat": heartbeat, "resumed": resumed}
+    if broadcast is not None:
+        frame["bepoch"], frame["bseq"] = broadcast
+    return frame
 
 
 def event_frame(type: str, seq: int, id: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": type, "seq": seq, "id": id, "data": data}
 
 
-def resync_required(epoch: str, seq: int, reason: str) -> dict[str, Any]:
-    return {"type": "resync_required", "epoch": epoch, "seq": seq, "reason": reason}
+def broadcast_frame(type: str, bseq: int, id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An event of the shared broadcast stream: `bseq` instead of `seq` (its own sequence)."""
+    return {"type": type, "bseq": bseq, "id": id, "data": data}
+
+
+def resync_required(epoch: str, seq: int, reason: str, broadcast: bool = False
+                    ) -> dict[str, Any]:
+    frame = {"type": "resync_required", "epoch": epoch, "seq": seq, "reason": reason}
+    if broadcast:
+        frame["stream"] = "broadcast"
+    return frame
 
 
 def ping(ts: float) -> dict[str, Any]:

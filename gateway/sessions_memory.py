@@ -45,7 +45,9 @@ class MemorySessions:
 
     async def read(self, user: str, epoch: str, after: int, limit: int = 500) -> c.ReadAnswer:
         async with self.world.turn(user, "read") as s:
-            return svc.read(s, c.ReadRequest(epoch, after, limit))
+            answer, write = svc.read(s, c.ReadRequest(epoch, after, limit))
+            self.world.persist(user, s, write)
+            return answer
 
     async def detach(self, user: str, conns: list[str]) -> None:
         async with self.world.turn(user, "detach") as s:
@@ -115,6 +117,7 @@ class World:
     def persist(self, user: str, s: svc.Session, write: svc.Write | None) -> None:
         if write is None:
             return
+        s.saved = True
         keys = self.store.setdefault(user, {})
         for op, key, value in storage.write_ops(s.meta, s.records, write.appended,
                                                 write.deleted, write.order, write.held):

@@ -128,7 +128,7 @@ def _has_position(out: protocol.Frame) -> bool:
     # Only frames that move the position carry an id (so Last-Event-ID is always a position).
     frame = protocol.body(out)
     return frame.get("type") in ("welcome", "resync_required") or (
-        "seq" in frame and "data" in frame
+        ("seq" in frame or "bseq" in frame) and "data" in frame
     )
 
 

@@ -39,3 +39,26 @@ class Position:
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> Position:
         return cls(epoch=_str(_get(d, "epoch"), "epoch"), seq=_int(_get(d, "seq"), "seq"))
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a client resumes: its user stream position and, when it has one, its position in
+    the shared broadcast stream. Text form ``epoch:seq`` or ``epoch:seq,bepoch:bseq`` (the `since`
+    parameter and SSE ids; "," is outside both parts' alphabets, so the split is unambiguous)."""
+
+    user: Position
+    broadcast: Position | None = None
+
+    @staticmethod
+    def parse(text: str) -> ResumePoint:
+        if not isinstance(text, str) or text.count(",") > 1:
+            raise ValueError(f"bad resume point {text!r}")
+        user, _, broadcast = text.partition(",")
+        if _ and not broadcast:
+            raise ValueError(f"bad resume point {text!r}")
+        return ResumePoint(Position.parse(user),
+                           Position.parse(broadcast) if broadcast else None)
+
+    def __str__(self) -> str:
+        return str(self.user) if self.broadcast is None else f"{self.user},{self.broadcast}"

@@ -16,7 +16,7 @@ from clients.pyclient.dispatch import EVENT_KEYS, ErrorHandler, EventHandler, St
 from clients.pyclient.filters import check_scope, normalize_filters
 from clients.pyclient.handlers import EventStream
 from clients.pyclient.links import Encoding, Frame, TransportName
-from clients.pyclient.position import AckCoalescer, Position, PositionTracker
+from clients.pyclient.position import AckCoalescer, PositionTracker, ResumePoint
 from clients.pyclient.runtime import Runtime
 from vocab.ids import valid_device
 
@@ -81,7 +81,8 @@ class TaskSyncClient(Runtime):
         self._token = token
         self._get_token = get_token
         self._device = dev
-        self._tracker = PositionTracker(Position.parse(since) if since is not None else None)
+        self._tracker = PositionTracker(
+            ResumePoint.parse(since) if since is not None else None)
         self._primary: TransportName = wanted[0]
         # Only WebSocket falls back (to SSE); an SSE-first client has nothing better to try.
         self._fallback_enabled = self._primary == "websocket" and "sse" in wanted
@@ -99,8 +100,14 @@ class TaskSyncClient(Runtime):
     # -- state -------------------------------------------------------------------------------
     @property
     def position(self) -> str | None:
+        """The user stream's position (``epoch:seq``)."""
         p = self._tracker.position
         return str(p) if p is not None else None
+
+    @property
+    def resume_point(self) -> str | None:
+        """What a new client would pass as `since` to continue exactly here (both streams)."""
+        return self._tracker.resume_point()
 
     @property
     def transport(self) -> TransportName:

@@ -143,6 +143,8 @@ class Dispatcher:
             self._on_subscribed(f)
         elif conn.welcomed and is_seq(f.get("seq")) and "data" in f:
             await self._on_event(f)
+        elif conn.welcomed and is_seq(f.get("bseq")) and "data" in f:
+            await self._on_broadcast(f)
         return None
 
     async def _on_welcome(self, conn: Conn, f: Frame) -> None:
@@ -155,6 +157,9 @@ class Dispatcher:
         ok_hb = isinstance(hb, int | float) and not isinstance(hb, bool) and hb > 0
         conn.heartbeat = float(hb) if ok_hb and hb is not None else None
         self._tracker.welcome(epoch, seq)
+        bepoch, bseq = f.get("bepoch"), f.get("bseq")
+        if isinstance(bepoch, str) and is_seq(bseq):
+            self._tracker.bwelcome(bepoch, bseq)
         self._backoff.reset()
         self._immediate_used = False
         if conn.link.kind == "websocket":
@@ -186,6 +191,18 @@ class Dispatcher:
         self._acks.note(seq)
         self._ack_wake.set()
 
+    async def _on_broadcast(self, f: Frame) -> None:
+        """An event of the shared broadcast stream: the same handlers, deduped by bseq, never
+        acked (the server keeps no device cursor for broadcasts)."""
+        bseq: int = f["bseq"]
+        if not self._tracker.is_new_broadcast(bseq):
+            return
+        for h in self._handlers.get(f["type"], "*"):
+            await call(h, f)
+        if self._stream is not None:
+            await self._stream.put(f)
+        self._tracker.processed_broadcast(bseq)
+
     async def _on_resync(self, conn: Conn, f: Frame) -> Ended | None:
         epoch, seq = f.get("epoch"), f.get("seq")
         if not isinstance(epoch, str) or not is_seq(seq):
@@ -194,6 +211,9 @@ class Dispatcher:
         if failed:
             # Keep the old position: the next connection gets resync_required again.
             return Ended(conn.link.kind, None, "resync_handler_failed", conn.welcomed, local=True)
+        if f.get("stream") == "broadcast":
+            self._tracker.bresync(epoch, seq)  # acks stay the user stream's
+            return None
         self._tracker.resync(epoch, seq)
         self._acks.note(seq)
         self._ack_wake.set()

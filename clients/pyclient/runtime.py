@@ -189,8 +189,7 @@ class Runtime(Dispatcher):
 
     async def _open_link(self, kind: TransportName, url: str, token: str) -> Link:
         query = {"device": self._device}
-        pos = self._tracker.position
-        since = str(pos) if pos is not None else None
+        since = self._tracker.resume_point()
         if kind == "websocket":
             if since is not None:
                 query["since"] = since

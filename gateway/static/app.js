@@ -26,6 +26,7 @@ const board = {
   tasks: {}, // id -> task, as the task API / the events describe it
   events: [], // {seq, type, id, task_id, at, data} in the order handlers got them
   seqs: [],
+  bseqs: [], // broadcast stream seqs, in order
   duplicates: 0, // events whose seq was not above the previous one (must stay 0)
   stale: 0, // events older (by task version) than what the board shows: not applied
   transport: null,
@@ -261,8 +262,21 @@ function start() {
   const early = []; // events that arrive before the first task list: applied after it
   let lastSeq = client.position?.seq ?? -1; // same epoch until a resync moves it
 
+  let lastBseq = client.broadcastPosition?.seq ?? -1;
+
   client.on("*", (e) => {
     const at = now();
+    if ("bseq" in e) {
+      // The shared broadcast stream: its own sequence, counted apart from the user's.
+      if (e.bseq <= lastBseq) board.duplicates += 1;
+      lastBseq = e.bseq;
+      board.bseqs.push(e.bseq);
+      board.events.push({ bseq: e.bseq, type: e.type, id: e.id, task_id: e.data?.id, at, data: e.data, url: client.url, transport: client.transport });
+      logLine(`broadcast ${e.bseq}  ${e.type}  #${e.data?.id ?? "?"}  ${e.data?.title ?? ""}`);
+      if (loaded) apply(e);
+      else early.push(e);
+      return;
+    }
     if (e.seq <= lastSeq) board.duplicates += 1;
     lastSeq = e.seq;
     board.position = { epoch: client.position?.epoch ?? null, seq: e.seq }; // the client's, once handlers return
@@ -273,9 +287,10 @@ function start() {
     else early.push(e);
   });
   client.onResync(async (frame) => {
-    board.resyncs.push({ at: now(), epoch: frame.epoch, seq: frame.seq, reason: frame.reason });
+    board.resyncs.push({ at: now(), epoch: frame.epoch, seq: frame.seq, reason: frame.reason, stream: frame.stream ?? "user" });
     logLine(`resync_required (${frame.reason ?? ""}): reloading the task list`);
-    lastSeq = frame.seq;
+    if (frame.stream === "broadcast") lastBseq = frame.seq;
+    else lastSeq = frame.seq;
     await loadTasks();
   });
   client.onState((state, info) => {

@@ -140,7 +140,7 @@ class WsClient:
             if left <= 0:
                 raise TimeoutError(f"got {len(out)} of {n} events: {out[-3:]}")
             f = await self.next_frame(left)
-            if "seq" in f and "data" in f:
+            if ("seq" in f or "bseq" in f) and "data" in f:  # user or broadcast stream
                 out.append(f)
             elif f.get("type") == "ping":
                 await self.send({"type": "pong"})

@@ -215,6 +215,43 @@ async def test_broadcast_reaches_every_connected_user(topo: Topology) -> None:
         await c.close()
 
 
+async def test_missed_broadcasts_arrive_exactly_once_on_resume_elsewhere(
+    topo: Topology,
+) -> None:
+    """The shared broadcast stream: a device that was away gets the broadcasts it missed when it
+    resumes with both positions, on the other gateway, then live ones; nothing twice."""
+    u = uid("bcr")
+    c = await WsClient.connect(topo, "gw-a", u)
+    first = uuid.uuid4().hex
+    await publish(topo, {"event_id": first, "type": "task_created", "data": {"id": 1}})
+    evs = await c.events(1)
+    while evs[-1]["id"] != first:  # earlier tests' broadcasts may arrive first
+        evs += await c.events(1)
+    w, b0 = c.welcome, evs[-1]["bseq"]
+    since = f"{w['epoch']}:{w['seq']},{w['bepoch']}:{b0}"
+    await c.close()
+    missed = [uuid.uuid4().hex for _ in range(3)]
+    for i, eid in enumerate(missed):
+        await publish(topo, {"event_id": eid, "type": "task_updated", "data": {"id": 2 + i}})
+    for _ in range(300):  # recorded in the broadcast log (bounded wait)
+        if (await actor(topo, "UserSession", "~broadcast", "inspect"))["meta"]["head"] >= b0 + 3:
+            break
+        await asyncio.sleep(0.1)
+    back = await WsClient.connect(topo, "gw-b", u, since=since)
+    assert back.welcome["resumed"] is True
+    got = await back.events(3)
+    # Gap-free and exactly the missed ones (two gateways consume the topic: the log's order
+    # need not be the publish order).
+    assert [f["bseq"] for f in got] == [b0 + 1, b0 + 2, b0 + 3]
+    assert sorted(f["id"] for f in got) == sorted(missed)
+    live = uuid.uuid4().hex
+    await publish(topo, {"event_id": live, "type": "task_completed", "data": {"id": 9}})
+    (nxt,) = await back.events(1)
+    assert (nxt["bseq"], nxt["id"]) == (b0 + 4, live)
+    assert "seq" not in nxt
+    await back.close()
+
+
 @pytest.mark.parametrize("kind", ["stale_epoch", "too_old", "ahead_of_log"])
 async def test_unusable_position_gets_resync_required(topo: Topology, kind: str) -> None:
     u = uid("resync")

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from clients.pyclient.position import AckCoalescer, Position, PositionTracker
+from clients.pyclient.position import AckCoalescer, Position, PositionTracker, ResumePoint
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_tracker(
     name: str, initial: Position | None, steps: list[Step], final: str | None,
     accepted: list[bool],
 ) -> None:
-    t = PositionTracker(initial)
+    t = PositionTracker(ResumePoint(initial) if initial is not None else None)
     seen: list[bool] = []
     for op, args in steps:
         if op == "welcome":
@@ -71,6 +71,58 @@ def test_tracker(
                 t.processed(seq)  # the client only advances after handlers ran
     assert str(t.position) == final
     assert seen == accepted
+
+
+# The broadcast stream beside the user stream: (initial since, steps, final resume point, the
+# is_new answers for broadcasts). Broadcasts never move the user position and vice versa.
+BSCRIPTS: list[tuple[str, str | None, list[Step], str | None, list[bool]]] = [
+    ("no broadcast position until a welcome names one", None,
+     [("welcome", ("u", 2))], "u:2", []),
+    ("welcome sets both", None, [("welcome", ("u", 2)), ("bwelcome", ("b", 7))], "u:2,b:7", []),
+    ("broadcasts advance only the broadcast part", None,
+     [("welcome", ("u", 2)), ("bwelcome", ("b", 7)), ("bevent", (8,)), ("bevent", (8,)),
+      ("bevent", (7,)), ("bevent", (10,))], "u:2,b:10", [True, False, False, True]),
+    ("a resumed welcome never moves the broadcast part back", "u:2,b:9",
+     [("welcome", ("u", 2)), ("bwelcome", ("b", 5)), ("bevent", (9,)), ("bevent", (10,))],
+     "u:2,b:10", [False, True]),
+    ("another broadcast epoch replaces it", "u:2,b:9",
+     [("bwelcome", ("c", 1))], "u:2,c:1", []),
+    ("a broadcast resync moves only the broadcast part, even backwards", "u:4,b:90",
+     [("bresync", ("b2", 3)), ("bevent", (3,)), ("bevent", (4,))], "u:4,b2:4", [False, True]),
+    ("a user resync keeps the broadcast part", "u:4,b:9", [("resync", ("v", 1))], "v:1,b:9", []),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "initial", "steps", "final", "accepted"), BSCRIPTS, ids=[s[0] for s in BSCRIPTS]
+)
+def test_tracker_two_streams(
+    name: str, initial: str | None, steps: list[Step], final: str | None, accepted: list[bool],
+) -> None:
+    t = PositionTracker(ResumePoint.parse(initial) if initial is not None else None)
+    seen: list[bool] = []
+    for op, args in steps:
+        if op == "bevent":
+            (bseq,) = args
+            seen.append(new := t.is_new_broadcast(bseq))
+            if new:
+                t.processed_broadcast(bseq)
+        else:
+            getattr(t, op)(*args)
+    assert t.resume_point() == final
+    assert seen == accepted
+
+
+@pytest.mark.parametrize("text", ["e:1", "e:1,b:0", "A-b_9:42,x:9223372036854775807"])
+def test_resume_point_round_trips(text: str) -> None:
+    assert str(ResumePoint.parse(text)) == text
+
+
+@pytest.mark.parametrize("text", ["", ",", "e:1,", ",b:1", "e:1,b:1,c:1", "e:1;b:1", "e:1,b",
+                                  "e:1 ,b:1", "e:01,b:1"])
+def test_resume_point_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        ResumePoint.parse(text)
 
 
 # (time, operation, seq) -> what take/flush returns. interval 0.5 s.

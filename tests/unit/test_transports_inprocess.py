@@ -122,7 +122,9 @@ def test_sse_stream_and_its_posts(client: TestClient) -> None:
         publish(client, "dave", 3)
         event_id = next(ln for ln in lines if ln.startswith("id: "))
         data = json.loads(next(ln for ln in lines if ln.startswith("data: "))[6:])
-        assert event_id == f"id: {welcome['epoch']}:1" and data["data"] == {"id": 3}
+        # SSE ids are resume points: the user position, then the broadcast stream's.
+        bpos = f"{welcome['bepoch']}:{welcome['bseq']}"
+        assert event_id == f"id: {welcome['epoch']}:1,{bpos}" and data["data"] == {"id": 3}
         r = client.post(f"/sse/{conn_id}/ack", json={"seq": 1}, headers=auth("dave"))
         assert r.status_code in (200, 202, 204)
         other = client.post(f"/sse/{conn_id}/ack", json={"seq": 1}, headers=auth("eve"))

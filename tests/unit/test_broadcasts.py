@@ -1,0 +1,203 @@
+"""The shared broadcast stream: the pure per-replica feed (table tests), then Hub + Fanout on the
+in-memory sessions backend with two replicas: one log turn per broadcast batch, one forward per
+other replica, exact resume from memory or from the log, resync when the log can't continue,
+filters, and a lost forward healed by the heartbeat's check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from actors.session_core import EventRecord, Filters, Limits
+from gateway import protocol
+from gateway.broadcast_feed import BroadcastFeed
+from gateway.connection import Connection
+from gateway.topic_schema import TaskEvent
+from tests.unit.test_fanout_batches import Cluster
+from vocab.ids import BROADCAST_LOG, USER_ID_RE
+from vocab.position import Position
+
+
+def rec(seq: int) -> EventRecord:
+    return EventRecord(seq, f"b{seq}", "task_created", {"n": seq}, f"t{seq}", "l1", 0.0)
+
+
+# -- the feed, pure ------------------------------------------------------------------------------
+# (name, learned (epoch, head) or None, offers (epoch, seq), released seqs, epoch-changed flags)
+FEED: list[tuple[str, tuple[str, int] | None, list[tuple[str, int]], list[int], list[bool]]] = [
+    ("in order", ("e", 0), [("e", 1), ("e", 2)], [1, 2], [False, False]),
+    ("held until the gap fills", ("e", 0), [("e", 2), ("e", 3), ("e", 1)], [1, 2, 3],
+     [False, False, False]),
+    ("duplicates and old records dropped", ("e", 5), [("e", 5), ("e", 6), ("e", 6), ("e", 2)],
+     [6], [False] * 4),
+    ("unknown feed starts just before the first record", None, [("e", 9), ("e", 10)], [9, 10],
+     [False, False]),
+    ("another epoch starts over before its record", ("e", 4), [("f", 3), ("f", 4)], [3, 4],
+     [True, False]),
+]
+
+
+@pytest.mark.parametrize(("name", "learned", "offers", "released", "changed"), FEED,
+                         ids=[f[0] for f in FEED])
+def test_feed_orders(name: str, learned: tuple[str, int] | None, offers: list[tuple[str, int]],
+                     released: list[int], changed: list[bool]) -> None:
+    feed = BroadcastFeed(ring=8)
+    if learned is not None:
+        feed.learn(*learned)
+    out: list[int] = []
+    flags: list[bool] = []
+    for epoch, seq in offers:
+        flag, ready = feed.offer(epoch, rec(seq), 0.0)
+        flags.append(flag)
+        out += [r.seq for r in ready]
+    assert out == released
+    assert flags == changed
+    assert not feed.has_gap()
+
+
+# (name, since, what memory answers: seqs, or None = read the log)
+SINCE: list[tuple[str, Position, list[int] | None]] = [
+    ("within the ring", Position("e", 7), [8, 9, 10]),
+    ("at the head", Position("e", 10), []),
+    ("ahead of this replica", Position("e", 12), []),
+    ("just before the ring", Position("e", 6), [7, 8, 9, 10]),
+    ("older than the ring", Position("e", 5), None),
+    ("another epoch", Position("old", 8), None),
+]
+
+
+@pytest.mark.parametrize(("name", "since", "expected"), SINCE, ids=[s[0] for s in SINCE])
+def test_feed_serves_resumes_from_memory_only_when_it_covers_them(
+    name: str, since: Position, expected: list[int] | None
+) -> None:
+    feed = BroadcastFeed(ring=4)
+    feed.learn("e", 0)
+    for seq in range(1, 11):
+        feed.offer("e", rec(seq), 0.0)
+    got = feed.since(since)
+    assert (None if got is None else [r.seq for r in got]) == expected
+
+
+def test_the_log_id_is_no_user_id() -> None:
+    assert USER_ID_RE.fullmatch(BROADCAST_LOG) is None
+
+
+# -- two replicas, in-memory actors ---------------------------------------------------------------
+def bc(n: int, **kw: Any) -> TaskEvent:
+    return TaskEvent(f"b{n}", kw.get("type", "task_created"), {"n": n}, f"t{n}",
+                     kw.get("list_id"), None)
+
+
+def bframes(conn: Connection) -> list[dict[str, Any]]:
+    out = []
+    while not conn.queue.empty():
+        out_frame, _ = conn.queue.get_nowait()
+        frame = protocol.body(out_frame)
+        if "bseq" in frame or frame.get("type") in ("welcome", "resync_required"):
+            out.append(frame)
+    return out
+
+
+def bseqs(conn: Connection) -> list[int]:
+    return [f["bseq"] for f in bframes(conn) if "bseq" in f and "data" in f]
+
+
+@pytest.fixture
+async def cluster() -> Cluster:
+    c = Cluster(Limits(max_events=50))
+    await c.start()
+    return c
+
+
+async def test_one_log_turn_per_batch_and_one_forward_per_replica(cluster: Cluster) -> None:
+    conns = [await cluster.connect(r, f"u{i}") for i in range(6) for r in ("gw-a", "gw-b")]
+    for c in conns:
+        bframes(c)
+    cluster.world.calls.clear()
+    assert await cluster.fanouts["gw-a"].handle_batch([bc(1), bc(2), bc(3)]) == [True] * 3
+    # One actor turn for the whole batch, none per user; one forward batch to gw-b.
+    assert cluster.world.calls == [(BROADCAST_LOG, "deliver")]
+    assert cluster.peers.sent == [("mem://gw-b", 3)]
+    for c in conns:
+        assert bseqs(c) == [1, 2, 3]
+
+
+async def test_a_redelivered_broadcast_reaches_nobody_twice(cluster: Cluster) -> None:
+    a = await cluster.connect("gw-a", "ann")
+    bframes(a)
+    for fanout in ("gw-b", "gw-a", "gw-b"):
+        assert await cluster.fanouts[fanout].handle_batch([bc(1), bc(2)]) == [True, True]
+    assert bseqs(a) == [1, 2]
+
+
+async def test_resume_after_missed_broadcasts_from_memory_then_from_the_log(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.connect("gw-a", "ann")
+    welcome = bframes(a)[0]
+    since = f"{welcome['epoch']}:{welcome['seq']},{welcome['bepoch']}:{welcome['bseq']}"
+    await cluster.hubs["gw-a"].remove(a)
+    await cluster.fanouts["gw-b"].handle_batch([bc(n) for n in range(1, 6)])
+    for replica in ("gw-a", "gw-b"):
+        cluster.world.calls.clear()
+        back = cluster.hubs[replica].new_connection("ann", "dev-ann", "websocket", 1e12)
+        page = await cluster.hubs[replica].register(back, since)
+        await cluster.hubs[replica].replay(back, page)
+        assert bseqs(back) == [1, 2, 3, 4, 5], replica  # exactly the missed ones, in order
+        assert (BROADCAST_LOG, "read") not in cluster.world.calls  # the ring served it
+        await cluster.hubs[replica].remove(back)
+    # A ring that no longer covers the point: read from the log, same answer.
+    hub = cluster.hubs["gw-a"]
+    hub.broadcasts.feed = BroadcastFeed(ring=2)
+    back = hub.new_connection("ann", "dev-ann", "websocket", 1e12)
+    cluster.world.calls.clear()
+    await hub.replay(back, await hub.register(back, since))
+    assert bseqs(back) == [1, 2, 3, 4, 5]
+    assert (BROADCAST_LOG, "read") in cluster.world.calls
+
+
+async def test_a_point_the_log_no_longer_holds_gets_resync_required(cluster: Cluster) -> None:
+    a = await cluster.connect("gw-a", "ann")
+    w = bframes(a)[0]
+    since = f"{w['epoch']}:{w['seq']},{w['bepoch']}:{w['bseq']}"
+    await cluster.hubs["gw-a"].remove(a)
+    await cluster.fanouts["gw-a"].handle_batch([bc(n) for n in range(1, 61)])  # keeps 50
+    hub = cluster.hubs["gw-b"]
+    hub.broadcasts.feed = BroadcastFeed(ring=4)
+    back = hub.new_connection("ann", "dev-ann", "websocket", 1e12)
+    await hub.replay(back, await hub.register(back, since))
+    frames = bframes(back)
+    resync = [f for f in frames if f["type"] == "resync_required"]
+    assert resync == [{"type": "resync_required", "epoch": w["bepoch"], "seq": 60,
+                       "reason": "too_old", "stream": "broadcast"}]
+    assert [f for f in frames if "data" in f] == []
+    await cluster.fanouts["gw-a"].handle_batch([bc(61)])
+    assert bseqs(back) == [61]  # and it goes on from there
+
+
+async def test_filters_of_the_connection_and_of_the_user_apply(cluster: Cluster) -> None:
+    plain = await cluster.connect("gw-a", "ann")
+    narrow = await cluster.connect("gw-a", "bob")
+    narrow.conn_filter = Filters(types=frozenset({"task_deleted"}))
+    await cluster.hubs["gw-b"].sessions.set_filters("cat", Filters(list_ids=frozenset({"l2"})))
+    cat = await cluster.connect("gw-b", "cat")
+    for c in (plain, narrow, cat):
+        bframes(c)
+    batch = [bc(1), bc(2, type="task_deleted"), bc(3, list_id="l2")]
+    await cluster.fanouts["gw-a"].handle_batch(batch)
+    assert bseqs(plain) == [1, 2, 3]
+    assert bseqs(narrow) == [2]
+    assert bseqs(cat) == [3]
+
+
+async def test_a_lost_forward_is_filled_by_the_heartbeat_check(cluster: Cluster) -> None:
+    b = await cluster.connect("gw-b", "bob")
+    bframes(b)
+    cluster.peers.down.add("mem://gw-b")
+    await cluster.fanouts["gw-a"].handle_batch([bc(1), bc(2)])
+    assert bseqs(b) == []
+    cluster.peers.down.clear()
+    cluster.fanouts["gw-a"].close()
+    await cluster.hubs["gw-b"].broadcasts.check()  # what the heartbeat runs
+    assert bseqs(b) == [1, 2]
