@@ -44,7 +44,8 @@ class FrameHandler:
     async def _filters(self, conn: Connection, scope: str, filters: Filters | None) -> None:
         if scope == "connection":
             conn.conn_filter = None if filters is None or filters.is_empty() else filters
-            wire = conn.conn_filter.to_wire() if conn.conn_filter is not None else None
+            # dict(): protocol.subscribed takes a plain map (FiltersWire is a TypedDict).
+            wire = dict(conn.conn_filter.to_wire()) if conn.conn_filter is not None else None
             conn.push(protocol.subscribed(wire, "connection"))
             return
         try:
@@ -53,7 +54,7 @@ class FrameHandler:
             log.warning("set_filters for %s failed: %s", conn.user, e)
             conn.push(protocol.error("unavailable", "could not store filters; retry later"))
             return
-        conn.push(protocol.subscribed(stored.to_wire(), "user"))
+        conn.push(protocol.subscribed(dict(stored.to_wire()), "user"))
 
     def _refresh(self, conn: Connection, token: str) -> None:
         try:
