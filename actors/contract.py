@@ -8,9 +8,8 @@ running on half-parsed data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from actors.session_core import (
     AttachOutcome,
@@ -21,34 +20,108 @@ from actors.session_core import (
     Liveness,
     Routes,
 )
+from actors.session_types import EventRecordWire, IncomingEventWire
+from vocab.filters import FiltersWire
+from vocab.json_types import WireMap
 from vocab.wire_checks import _bool, _float, _get, _int, _list, _map, _opt_str, _str
 
 _STATUSES: tuple[DeliverStatus, ...] = ("appended", "duplicate", "filtered", "stale", "held")
 _OUTCOMES: tuple[AttachOutcome, ...] = ("ok", "resync", "too_many_connections")
 
 
-def _routes_from_wire(v: Any) -> Routes:
+# -- wire forms: what each to_wire writes (from_wire reads an untrusted WireMap) ----------------
+
+
+class _LiveWire(TypedDict):
+    """The caller's registry snapshot, absent when the caller has none."""
+
+    live: NotRequired[list[str]]
+    as_of: NotRequired[float]
+
+
+class DeliverRequestWire(_LiveWire):
+    events: list[IncomingEventWire]
+
+
+class DeliverAnswerWire(TypedDict):
+    epoch: str
+    results: list[list[str | int]]  # [status, seq] or [status, seq, newest]
+    routes: Routes
+    released: list[EventRecordWire]
+    release_in: float
+
+
+class AttachRequestWire(_LiveWire):
+    conn: str
+    replica: str
+    device: str
+    since: str | None
+
+
+class AttachAnswerWire(TypedDict):
+    outcome: AttachOutcome
+    epoch: str
+    head: int
+    start: int
+    resumed: bool
+    reason: str
+    events: list[EventRecordWire]
+    more: bool
+    filters: FiltersWire
+
+
+class ReadRequestWire(TypedDict):
+    epoch: str
+    after: int
+    limit: int
+
+
+class ReadAnswerWire(TypedDict):
+    resync: bool
+    epoch: str
+    head: int
+    events: list[EventRecordWire]
+
+
+class DetachRequestWire(TypedDict):
+    conns: list[str]
+
+
+class AckRequestWire(TypedDict):
+    device: str
+    seq: int
+
+
+class AckAnswerWire(TypedDict):
+    tail: int
+    head: int
+
+
+class FiltersMessageWire(TypedDict):
+    filters: FiltersWire
+
+
+def _routes_from_wire(v: object) -> Routes:
     return {
         _str(replica, "replica"): [_str(c, "route conn") for c in _list(conns, "route conns")]
         for replica, conns in _map(v, "routes").items()
     }
 
 
-def _records(v: Any) -> list[EventRecord]:
+def _records(v: object) -> list[EventRecord]:
     return [EventRecord.from_wire(_map(r, "record")) for r in _list(v, "events")]
 
 
 # -- deliver: several events of one user in one turn --------------------------------------------
 
 
-def _live_to_wire(live: Liveness | None, out: dict[str, Any]) -> dict[str, Any]:
+def _live_to_wire(live: Liveness | None, out: _LiveWire) -> None:
     if live is not None:
         out["live"] = sorted(live.replicas)
         out["as_of"] = live.as_of
-    return out
 
 
-def _live_from_wire(d: Mapping[str, Any]) -> Liveness | None:
+def _live_from_wire(d: WireMap) -> Liveness | None:
     if d.get("live") is None:
         return None
     return Liveness(frozenset(_str(r, "replica") for r in _list(d["live"], "live")),
@@ -63,11 +136,13 @@ class DeliverRequest:
     events: list[IncomingEvent]
     live: Liveness | None = None  # the caller's registry snapshot: routes skip dead replicas
 
-    def to_wire(self) -> dict[str, Any]:
-        return _live_to_wire(self.live, {"events": [e.to_wire() for e in self.events]})
+    def to_wire(self) -> DeliverRequestWire:
+        out: DeliverRequestWire = {"events": [e.to_wire() for e in self.events]}
+        _live_to_wire(self.live, out)
+        return out
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> DeliverRequest:
+    def from_wire(cls, d: WireMap) -> DeliverRequest:
         events = [IncomingEvent.from_wire(_map(e, "event")) for e in _list(_get(d, "events"), "e")]
         return cls(events, _live_from_wire(d))
 
@@ -97,7 +172,7 @@ class DeliverAnswer:
     # release turn if nothing else comes for the user.
     release_in: float = 0.0
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> DeliverAnswerWire:
         return {
             "epoch": self.epoch,
             # [status, seq], plus the task's newest version only where it means something.
@@ -109,7 +184,7 @@ class DeliverAnswer:
         }
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> DeliverAnswer:
+    def from_wire(cls, d: WireMap) -> DeliverAnswer:
         results = []
         for item in _list(_get(d, "results"), "results"):
             parts = _list(item, "result")
@@ -137,12 +212,14 @@ class AttachRequest:
     since: str | None  # "epoch:seq" or None
     live: Liveness | None = None  # the caller's registry snapshot: drops dead replicas' conns
 
-    def to_wire(self) -> dict[str, Any]:
-        return _live_to_wire(self.live, {"conn": self.conn, "replica": self.replica,
-                                         "device": self.device, "since": self.since})
+    def to_wire(self) -> AttachRequestWire:
+        out: AttachRequestWire = {"conn": self.conn, "replica": self.replica,
+                                  "device": self.device, "since": self.since}
+        _live_to_wire(self.live, out)
+        return out
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> AttachRequest:
+    def from_wire(cls, d: WireMap) -> AttachRequest:
         return cls(
             _str(_get(d, "conn"), "conn"),
             _str(_get(d, "replica"), "replica"),
@@ -166,14 +243,14 @@ class AttachAnswer:
     # which no user actor sees (the user log is filtered by the actor itself).
     filters: Filters = field(default_factory=Filters)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> AttachAnswerWire:
         return {"outcome": self.outcome, "epoch": self.epoch, "head": self.head,
                 "start": self.start, "resumed": self.resumed, "reason": self.reason,
                 "events": [e.to_wire() for e in self.events], "more": self.more,
                 "filters": self.filters.to_wire()}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> AttachAnswer:
+    def from_wire(cls, d: WireMap) -> AttachAnswer:
         outcome = _get(d, "outcome")
         if outcome not in _OUTCOMES:
             raise ValueError(f"bad attach outcome {outcome!r}")
@@ -192,11 +269,11 @@ class ReadRequest:
     after: int
     limit: int
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> ReadRequestWire:
         return {"epoch": self.epoch, "after": self.after, "limit": self.limit}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> ReadRequest:
+    def from_wire(cls, d: WireMap) -> ReadRequest:
         return cls(_str(_get(d, "epoch"), "epoch"), _int(_get(d, "after"), "after"),
                    _int(d.get("limit", 500), "limit"))
 
@@ -208,12 +285,12 @@ class ReadAnswer:
     head: int
     events: list[EventRecord] = field(default_factory=list)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> ReadAnswerWire:
         return {"resync": self.resync, "epoch": self.epoch, "head": self.head,
                 "events": [e.to_wire() for e in self.events]}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> ReadAnswer:
+    def from_wire(cls, d: WireMap) -> ReadAnswer:
         return cls(_bool(_get(d, "resync"), "resync"), _str(_get(d, "epoch"), "epoch"),
                    _int(_get(d, "head"), "head"), _records(d.get("events", [])))
 
@@ -225,11 +302,11 @@ class ReadAnswer:
 class DetachRequest:
     conns: list[str]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> DetachRequestWire:
         return {"conns": list(self.conns)}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> DetachRequest:
+    def from_wire(cls, d: WireMap) -> DetachRequest:
         return cls([_str(c, "conn") for c in _list(_get(d, "conns"), "conns")])
 
 
@@ -238,11 +315,11 @@ class AckRequest:
     device: str
     seq: int
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> AckRequestWire:
         return {"device": self.device, "seq": self.seq}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> AckRequest:
+    def from_wire(cls, d: WireMap) -> AckRequest:
         return cls(_str(_get(d, "device"), "device"), _int(_get(d, "seq"), "seq"))
 
 
@@ -251,11 +328,11 @@ class AckAnswer:
     tail: int
     head: int
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> AckAnswerWire:
         return {"tail": self.tail, "head": self.head}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> AckAnswer:
+    def from_wire(cls, d: WireMap) -> AckAnswer:
         return cls(_int(_get(d, "tail"), "tail"), _int(_get(d, "head"), "head"))
 
 
@@ -265,9 +342,9 @@ class FiltersMessage:
 
     filters: Filters
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> FiltersMessageWire:
         return {"filters": self.filters.to_wire()}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> FiltersMessage:
+    def from_wire(cls, d: WireMap) -> FiltersMessage:
         return cls(Filters.from_wire(_map(d.get("filters") or {}, "filters")))

@@ -8,11 +8,11 @@ presence costs nothing on a timer.
 """
 
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from actors.session_core import ConnLease, Liveness
+from vocab.json_types import WireMap
 from vocab.wire_checks import _float, _map, _str
 
 SHARDS = 8
@@ -23,16 +23,20 @@ def shard_of(user: str, shards: int = SHARDS) -> str:
     return f"shard-{zlib.crc32(user.encode('utf-8')) % shards}"
 
 
+class PresenceWire(TypedDict):
+    users: dict[str, dict[str, float]]
+
+
 @dataclass
 class PresenceState:
     # user -> replica -> when the user joined there (judged like a connection by a snapshot)
     users: dict[str, dict[str, float]] = field(default_factory=dict)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> PresenceWire:
         return {"users": self.users}
 
     @staticmethod
-    def from_wire(d: Mapping[str, Any]) -> "PresenceState":
+    def from_wire(d: WireMap) -> "PresenceState":
         return PresenceState(users={
             _str(u, "user"): {_str(r, "replica"): _float(t, "since")
                               for r, t in _map(reps, "replicas").items()}

@@ -5,12 +5,12 @@ connections."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from actors import replica_core as core
 from actors.interfaces import ReplicaRegistryInterface
 from actors.single_key import SingleKeyActor
 from actors.wire import pack, unpack
+from vocab.json_types import WireMap
 from vocab.wire_checks import _float, _get, _str
 
 
@@ -24,11 +24,11 @@ class ReplicaRegistry(SingleKeyActor[core.Registry], ReplicaRegistryInterface):
     TYPE_NAME = "ReplicaRegistry"
     STATE_KEY = "registry"
 
-    def _decode(self, raw: dict[str, Any] | None) -> core.Registry:
+    def _decode(self, raw: WireMap | None) -> core.Registry:
         return core.Registry() if raw is None else core.Registry.from_wire(raw)
 
     async def heartbeat(self, payload: bytes) -> bytes:
-        req: dict[str, Any] = unpack(payload)
+        req = unpack(payload)
         reg = await self._load()
         now = time.time()
         core.heartbeat(reg, _str(_get(req, "replica"), "replica"), now,
@@ -37,7 +37,7 @@ class ReplicaRegistry(SingleKeyActor[core.Registry], ReplicaRegistryInterface):
         return _answer(reg, now)
 
     async def leave(self, payload: bytes) -> bytes:
-        req: dict[str, Any] = unpack(payload)
+        req = unpack(payload)
         reg = await self._load()
         now = time.time()
         core.leave(reg, _str(_get(req, "replica"), "replica"), now)

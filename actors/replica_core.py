@@ -8,12 +8,17 @@ judges its connections by a snapshot).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from actors.session_core import Liveness
+from vocab.json_types import WireMap
 from vocab.wire_checks import _float, _map, _str
+
+
+class RegistryWire(TypedDict):
+    leases: dict[str, float]
+    urls: dict[str, str]
 
 
 @dataclass
@@ -22,11 +27,11 @@ class Registry:
     # replica -> where other replicas reach it for forwards (its internal base URL)
     urls: dict[str, str] = field(default_factory=dict)
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> RegistryWire:
         return {"leases": dict(self.leases), "urls": dict(self.urls)}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> Registry:
+    def from_wire(cls, d: WireMap) -> Registry:
         leases = _map(d.get("leases") or {}, "leases")
         urls = _map(d.get("urls") or {}, "urls")
         return cls({_str(r, "replica"): _float(t, "lease") for r, t in leases.items()},

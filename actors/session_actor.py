@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from dapr.actor import Actor
 
@@ -26,6 +25,8 @@ from actors.session_service import Session
 from actors.settings import load_or_exit
 from actors.state_client import STATE
 from actors.wire import pack, unpack
+from vocab.json_types import WireMap
+from vocab.wire_checks import _map
 
 log = logging.getLogger("actors.session")
 
@@ -56,20 +57,22 @@ class UserSession(Actor, UserSessionInterface):
         if stored is None:
             session = _fresh("", user)
         else:
+            stored_meta: WireMap = {}
             try:
-                needed, buckets = storage.keys_needed(stored)
-                held = [storage.HELD_KEY] if storage.held_needed(stored) else []
+                stored_meta = _map(stored, "stored meta")
+                needed, buckets = storage.keys_needed(stored_meta)
+                held = [storage.HELD_KEY] if storage.held_needed(stored_meta) else []
                 got = await STATE.get_many(
                     TYPE_NAME, user, [storage.chunk_key(k) for k in needed]
                     + [storage.order_key(b) for b in buckets] + held
                 )
                 n, m = len(needed), len(needed) + len(buckets)
                 meta, records = storage.restore(
-                    stored, dict(zip(needed, got[:n], strict=True)),
+                    stored_meta, dict(zip(needed, got[:n], strict=True)),
                     dict(zip(buckets, got[n:m], strict=True)), got[m] if held else None)
                 session = Session(meta, records)
             except storage.LogLost as e:
-                filters = core.Filters.from_wire(stored.get("filters") or {})
+                filters = core.Filters.from_wire(_map(stored_meta.get("filters") or {}, "filters"))
                 session = _fresh(f"the store lost events ({e})", user, filters)
             except (ValueError, TypeError) as e:
                 session = _fresh(f"unreadable stored session ({e})", user)
@@ -86,7 +89,7 @@ class UserSession(Actor, UserSessionInterface):
     async def _turn(
         self,
         payload: bytes,
-        body: Callable[[dict[str, Any], Session], Awaitable[dict[str, Any]]],
+        body: Callable[[WireMap, Session], Awaitable[WireMap]],
     ) -> bytes:
         try:
             return pack(await body(unpack(payload), await self._load()))
@@ -96,7 +99,7 @@ class UserSession(Actor, UserSessionInterface):
             raise
 
     async def deliver(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+        async def body(req: WireMap, s: Session) -> WireMap:
             answer, write = svc.deliver(s, c.DeliverRequest.from_wire(req), time.time(), LIMITS)
             await self._commit(s, write)
             return answer.to_wire()
@@ -104,7 +107,7 @@ class UserSession(Actor, UserSessionInterface):
         return await self._turn(payload, body)
 
     async def attach(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+        async def body(req: WireMap, s: Session) -> WireMap:
             answer, write = svc.attach(s, c.AttachRequest.from_wire(req), time.time(), LIMITS)
             await self._commit(s, write)
             return answer.to_wire()
@@ -112,7 +115,7 @@ class UserSession(Actor, UserSessionInterface):
         return await self._turn(payload, body)
 
     async def read(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+        async def body(req: WireMap, s: Session) -> WireMap:
             answer, write = svc.read(s, c.ReadRequest.from_wire(req))
             await self._commit(s, write)
             return answer.to_wire()
@@ -120,14 +123,14 @@ class UserSession(Actor, UserSessionInterface):
         return await self._turn(payload, body)
 
     async def detach(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+        async def body(req: WireMap, s: Session) -> WireMap:
             await self._commit(s, svc.detach(s, c.DetachRequest.from_wire(req)))
             return {"ok": True}
 
         return await self._turn(payload, body)
 
     async def ack(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+        async def body(req: WireMap, s: Session) -> WireMap:
             answer, write = svc.ack(s, c.AckRequest.from_wire(req), time.time(), LIMITS)
             await self._commit(s, write)
             return answer.to_wire()
@@ -135,7 +138,7 @@ class UserSession(Actor, UserSessionInterface):
         return await self._turn(payload, body)
 
     async def set_filters(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+        async def body(req: WireMap, s: Session) -> WireMap:
             answer, write = svc.set_filters(s, c.FiltersMessage.from_wire(req))
             await self._commit(s, write)
             return answer.to_wire()
@@ -143,7 +146,7 @@ class UserSession(Actor, UserSessionInterface):
         return await self._turn(payload, body)
 
     async def inspect(self, payload: bytes) -> bytes:
-        async def body(req: dict[str, Any], s: Session) -> dict[str, Any]:
+        async def body(req: WireMap, s: Session) -> WireMap:
             # The limits too: operators see the retention next to the log (gateway/admin.py).
             return {"meta": s.meta.to_wire(), "limits": LIMITS.to_wire()}
 

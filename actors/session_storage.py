@@ -20,13 +20,16 @@ so it never reads before it writes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 from actors import task_order
 from actors.session_core import WIRE_VERSION, EventRecord, SessionMeta
+from actors.session_types import ConnLeaseWire, DeviceCursorWire
+from vocab.filters import FiltersWire
+from vocab.json_types import WireMap
 from vocab.wire_checks import _get, _int, _map
 
-Operation = tuple[Literal["upsert", "delete"], str, Any]
+Operation = tuple[Literal["upsert", "delete"], str, object]
 """One write of a turn's transaction: (operation, key, JSON value or None for delete). Pure, so
 the storage rules need no I/O module; the state client (actors/state_client.py) sends them."""
 
@@ -35,6 +38,19 @@ CHUNK = 32
 META_KEY = "meta"
 ORDER_PREFIX = "o:"
 HELD_KEY = "h"
+
+
+class StoredMetaWire(TypedDict):
+    """The stored ``meta`` key (stamps, dedup window and task rows are rebuilt, not stored)."""
+
+    v: int
+    epoch: str
+    head: int
+    tail: int
+    devices: dict[str, DeviceCursorWire]
+    conns: dict[str, ConnLeaseWire]
+    filters: FiltersWire
+    order: task_order.OrderMetaWire
 
 
 class LogLost(Exception):
@@ -54,7 +70,7 @@ def order_key(b: int) -> str:
     return f"{ORDER_PREFIX}{b}"
 
 
-def order_buckets_needed(stored_meta: Mapping[str, Any]) -> list[int]:
+def order_buckets_needed(stored_meta: WireMap) -> list[int]:
     """Order bucket indexes a stored meta says are in use (none for an unversioned user)."""
     order = stored_meta.get("order") or {}
     if not isinstance(order, Mapping):
@@ -67,19 +83,19 @@ def order_buckets_needed(stored_meta: Mapping[str, Any]) -> list[int]:
     return sorted(set(buckets))
 
 
-def held_needed(stored_meta: Mapping[str, Any]) -> bool:
+def held_needed(stored_meta: WireMap) -> bool:
     """Whether a stored meta says events are held (the ``h`` key must be read)."""
     order = stored_meta.get("order") or {}
     count = order.get("held", 0) if isinstance(order, Mapping) else 0
     return isinstance(count, int) and not isinstance(count, bool) and count > 0
 
 
-def keys_needed(stored_meta: Mapping[str, Any]) -> tuple[list[int], list[int]]:
+def keys_needed(stored_meta: WireMap) -> tuple[list[int], list[int]]:
     """Every key a rebuild reads after the meta, in one round: (chunks, order buckets)."""
     return chunks_needed(stored_meta), order_buckets_needed(stored_meta)
 
 
-def meta_to_wire(meta: SessionMeta) -> dict[str, Any]:
+def meta_to_wire(meta: SessionMeta) -> StoredMetaWire:
     return {
         "v": STORAGE_VERSION,
         "epoch": meta.epoch,
@@ -92,7 +108,7 @@ def meta_to_wire(meta: SessionMeta) -> dict[str, Any]:
     }
 
 
-def chunks_needed(stored_meta: Mapping[str, Any]) -> list[int]:
+def chunks_needed(stored_meta: WireMap) -> list[int]:
     """Chunk indexes holding the retained seqs tail..head of a stored meta."""
     head, tail = _int(_get(stored_meta, "head"), "head"), _int(_get(stored_meta, "tail"), "tail")
     if tail > head:
@@ -101,8 +117,8 @@ def chunks_needed(stored_meta: Mapping[str, Any]) -> list[int]:
 
 
 def restore(
-    stored_meta: Mapping[str, Any], chunks: Mapping[int, Any],
-    order_buckets: Mapping[int, Any] | None = None, held: Any = None,
+    stored_meta: WireMap, chunks: Mapping[int, object],
+    order_buckets: Mapping[int, object] | None = None, held: object = None,
 ) -> tuple[SessionMeta, dict[int, EventRecord]]:
     """Rebuild the in-memory session from ``meta``, its chunks, its task-order buckets and its
     held events (the value of ``h``; read it when ``held_needed``).
@@ -134,7 +150,7 @@ def restore(
         raise LogLost(f"{len(missing)} retained events missing (first seq {missing[0]})")
     # A missing bucket is an empty one: losing it only forgets versions (order degrades to
     # "first seen wins" for those tasks), never events.
-    rows: list[Any] = []
+    rows: list[object] = []
     for b in order_buckets_needed(stored_meta):
         raw = (order_buckets or {}).get(b)
         if raw is None:
@@ -144,7 +160,7 @@ def restore(
         rows += raw
     if held is not None and not isinstance(held, list):
         raise ValueError("held events: expected a list")
-    order = stored_meta.get("order") or {}
+    order = _map(stored_meta.get("order") or {}, "order")  # a Mapping: checked above
     # The in-memory meta is the v1 value with stamps and dedup window rebuilt from the records;
     # SessionMeta.from_wire validates every field and invariant.
     meta = SessionMeta.from_wire({

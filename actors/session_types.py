@@ -3,12 +3,12 @@ with their validated wire forms. Rules over them live in actors/session_core.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Literal, NotRequired, TypeAlias, TypedDict
 
 from actors import task_order
-from vocab.filters import Filters
+from vocab.filters import Filters, FiltersWire
+from vocab.json_types import JsonObject, WireMap
 from vocab.wire_checks import (
     _check_epoch,
     _float,
@@ -28,6 +28,63 @@ Routes: TypeAlias = dict[str, list[str]]
 
 DeliverStatus: TypeAlias = Literal["appended", "duplicate", "filtered", "stale", "held"]
 AttachOutcome: TypeAlias = Literal["ok", "resync", "too_many_connections"]
+
+
+# --- wire forms (what to_wire writes; from_wire reads an untrusted WireMap) ---
+
+
+class LimitsWire(TypedDict):
+    max_events: int
+    max_age_s: float
+    max_seen_ids: int
+    max_devices: int
+    max_connections: int
+    lease_s: float
+    replica_grace_s: float
+    max_tasks: int
+    max_held: int
+    hold_s: float
+
+
+class _EventWire(TypedDict):
+    id: str
+    type: str
+    data: JsonObject
+    task_id: str | None
+    list_id: str | None
+
+
+class IncomingEventWire(_EventWire):
+    version: NotRequired[int]  # absent when unset
+
+
+class EventRecordWire(_EventWire):
+    seq: int
+    ts: float
+
+
+class DeviceCursorWire(TypedDict):
+    seq: int
+    seen_at: float
+
+
+class ConnLeaseWire(TypedDict):
+    replica: str
+    device: str
+    since: float
+
+
+class SessionMetaWire(TypedDict):
+    v: int
+    epoch: str
+    head: int
+    tail: int
+    stamps: list[float]
+    seen: list[list[str | int]]  # [event_id, seq]
+    devices: dict[str, DeviceCursorWire]
+    conns: dict[str, ConnLeaseWire]
+    filters: FiltersWire
+    order: task_order.OrderWire
 
 
 # --- value types ---
@@ -67,7 +124,7 @@ class Limits:
         if isinstance(hold, bool) or not isinstance(hold, int | float) or not 0 <= hold <= 10:
             raise ValueError(f"Limits.hold_s must be within 0..10, got {hold!r}")
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> LimitsWire:
         return {
             "max_events": self.max_events,
             "max_age_s": self.max_age_s,
@@ -82,7 +139,7 @@ class Limits:
         }
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> Limits:
+    def from_wire(cls, d: WireMap) -> Limits:
         # Missing keys fall back to defaults so config can name only what it changes.
         base = cls()
         return cls(
@@ -105,13 +162,13 @@ class Limits:
 class IncomingEvent:
     id: str
     type: str
-    data: dict[str, Any]
+    data: JsonObject
     task_id: str | None
     list_id: str | None
     version: int | None = None  # the producer's per-task version; None: no ordering
 
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def to_wire(self) -> IncomingEventWire:
+        out: IncomingEventWire = {
             "id": self.id,
             "type": self.type,
             "data": self.data,
@@ -123,9 +180,10 @@ class IncomingEvent:
         return out
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> IncomingEvent:
-        version = d.get("version")
-        if version is not None and _int(version, "version") < 1:
+    def from_wire(cls, d: WireMap) -> IncomingEvent:
+        raw_version = d.get("version")
+        version = None if raw_version is None else _int(raw_version, "version")
+        if version is not None and version < 1:
             raise ValueError(f"version must be >= 1, got {version}")
         return cls(
             id=_str(_get(d, "id"), "id"),
@@ -144,12 +202,12 @@ class EventRecord:
     seq: int
     id: str
     type: str
-    data: dict[str, Any]
+    data: JsonObject
     task_id: str | None
     list_id: str | None
     ts: float
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> EventRecordWire:
         return {
             "seq": self.seq,
             "id": self.id,
@@ -161,7 +219,7 @@ class EventRecord:
         }
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> EventRecord:
+    def from_wire(cls, d: WireMap) -> EventRecord:
         return cls(
             seq=_int(_get(d, "seq"), "seq"),
             id=_str(_get(d, "id"), "id"),
@@ -178,11 +236,11 @@ class DeviceCursor:
     seq: int  # highest seq the device acknowledged (or was resynced to)
     seen_at: float  # last attach/ack/renew; drives expiry and LRU eviction
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> DeviceCursorWire:
         return {"seq": self.seq, "seen_at": self.seen_at}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> DeviceCursor:
+    def from_wire(cls, d: WireMap) -> DeviceCursor:
         return cls(seq=_int(_get(d, "seq"), "seq"), seen_at=_float(_get(d, "seen_at"), "seen_at"))
 
 
@@ -192,11 +250,11 @@ class ConnLease:
     device: str
     since: float  # attach time: a liveness snapshot older than this can't judge it
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> ConnLeaseWire:
         return {"replica": self.replica, "device": self.device, "since": self.since}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> ConnLease:
+    def from_wire(cls, d: WireMap) -> ConnLease:
         return cls(
             replica=_str(_get(d, "replica"), "replica"),
             device=_str(_get(d, "device"), "device"),
@@ -255,7 +313,7 @@ class SessionMeta:
                 raise ValueError(f"device {name!r} cursor {cursor.seq} outside 0..head")
         self.order.check()
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> SessionMetaWire:
         return {
             "v": WIRE_VERSION,
             "epoch": self.epoch,
@@ -270,7 +328,7 @@ class SessionMeta:
         }
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> SessionMeta:
+    def from_wire(cls, d: WireMap) -> SessionMeta:
         """Parse and validate; raises ValueError rather than running on a corrupt meta."""
         version = d.get("v", WIRE_VERSION)
         if version != WIRE_VERSION:

@@ -3,16 +3,17 @@ shards, the replica registry): kept in memory while active, written whole after 
 
 from __future__ import annotations
 
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from dapr.actor import Actor
 
 from actors import memory_generation
 from actors.state_client import STATE
+from vocab.json_types import WireMap
 
 
 class Wire(Protocol):
-    def to_wire(self) -> dict[str, Any]: ...
+    def to_wire(self) -> WireMap: ...
 
 
 S = TypeVar("S", bound=Wire)
@@ -21,10 +22,10 @@ S = TypeVar("S", bound=Wire)
 class SingleKeyActor(Actor, Generic[S]):
     TYPE_NAME = ""
     STATE_KEY = ""
-    _value: Any = None
+    _value: S | None = None
     _generation = -1
 
-    def _decode(self, raw: dict[str, Any] | None) -> S:
+    def _decode(self, raw: WireMap | None) -> S:
         raise NotImplementedError
 
     async def _load(self) -> S:
@@ -32,8 +33,7 @@ class SingleKeyActor(Actor, Generic[S]):
             self._generation = memory_generation.current()
             raw = await STATE.get(self.TYPE_NAME, self.id.id, self.STATE_KEY)
             self._value = self._decode(raw if isinstance(raw, dict) else None)
-        value: S = self._value
-        return value
+        return self._value
 
     async def _write(self, value: S) -> None:
         try:

@@ -14,7 +14,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -56,8 +55,8 @@ class ActorStateClient:
     def _url(self, actor_type: str, actor_id: str) -> str:
         return f"{self._base}/v1.0/actors/{actor_type}/{quote(actor_id, safe='')}/state"
 
-    async def get(self, actor_type: str, actor_id: str, key: str) -> Any | None:
-        """The stored JSON value, or None when the key does not exist."""
+    async def get(self, actor_type: str, actor_id: str, key: str) -> object:
+        """The stored JSON value (untrusted: narrow it), or None when the key does not exist."""
         url = f"{self._url(actor_type, actor_id)}/{quote(key, safe='')}"
         t0, outcome = time.perf_counter(), "error"
         try:
@@ -75,11 +74,11 @@ class ActorStateClient:
             metrics.STATE_READ.labels(outcome).observe(time.perf_counter() - t0)
         return json.loads(body)
 
-    async def get_many(self, actor_type: str, actor_id: str, keys: Sequence[str]) -> list[Any]:
+    async def get_many(self, actor_type: str, actor_id: str, keys: Sequence[str]) -> list[object]:
         """All keys in one concurrent round (bounded), in order; None for missing keys."""
         sem = asyncio.Semaphore(self._concurrency)
 
-        async def one(key: str) -> Any | None:
+        async def one(key: str) -> object:
             async with sem:
                 return await self.get(actor_type, actor_id, key)
 

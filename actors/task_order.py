@@ -36,7 +36,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias, TypedDict
+
+from vocab.json_types import JsonObject, WireMap
 
 __all__ = ["BUCKETS", "Held", "OrderState", "TaskMark", "Verdict", "admit", "bucket_of",
            "next_due", "release_next"]
@@ -44,21 +46,37 @@ __all__ = ["BUCKETS", "Held", "OrderState", "TaskMark", "Verdict", "admit", "buc
 BUCKETS = 16
 
 Status: TypeAlias = Literal["new", "stale", "held"]
+TaskRow: TypeAlias = list[str | int | bool]
+"""A stored task mark: ``[task, version, deleted, tick]``."""
+HeldRow: TypeAlias = list[str | int | float | JsonObject]
+"""A stored held event: ``[id, task, type, version, first, event]``."""
 
 
-def _int(v: Any, what: str, low: int = 0) -> int:
+class OrderMetaWire(TypedDict):
+    stale: int
+    tick: int
+    buckets: list[int]
+    held: int
+
+
+class OrderWire(OrderMetaWire):
+    tasks: list[TaskRow]
+    held_events: list[HeldRow]
+
+
+def _int(v: object, what: str, low: int = 0) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise ValueError(f"{what}: expected int >= {low}, got {v!r}")
     return v
 
 
-def _num(v: Any, what: str) -> float:
+def _num(v: object, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ValueError(f"{what}: expected a number, got {v!r}")
     return float(v)
 
 
-def _list(v: Any, what: str) -> list[Any]:
+def _list(v: object, what: str) -> list[object]:
     if not isinstance(v, list | tuple):
         raise ValueError(f"{what}: expected list, got {type(v).__name__}")
     return list(v)
@@ -84,13 +102,13 @@ class Held:
     type: str
     version: int
     first: float  # when it was first seen: the hold ends hold_s later
-    event: dict[str, Any]  # the caller's wire form of the event, handed back on release
+    event: JsonObject  # the caller's wire form of the event, handed back on release
 
-    def to_wire(self, event_id: str) -> list[Any]:
+    def to_wire(self, event_id: str) -> HeldRow:
         return [event_id, self.task_id, self.type, self.version, self.first, self.event]
 
     @staticmethod
-    def from_wire(row: Any) -> tuple[str, Held]:
+    def from_wire(row: object) -> tuple[str, Held]:
         parts = _list(row, "held row")
         if len(parts) != 6:
             raise ValueError("held row: expected [id, task, type, version, first, event]")
@@ -116,7 +134,7 @@ class OrderState:
         if ticks and ticks[-1] > self.tick:
             raise ValueError(f"task tick {ticks[-1]} above the session tick {self.tick}")
 
-    def bucket_rows(self, bucket: int) -> list[list[Any]]:
+    def bucket_rows(self, bucket: int) -> list[TaskRow]:
         """The stored value of one bucket key: ``[task, version, deleted, tick]`` rows."""
         return [[t, m.version, m.deleted, m.tick] for t, m in self.tasks.items()
                 if bucket_of(t) == bucket]
@@ -124,24 +142,24 @@ class OrderState:
     def used_buckets(self) -> list[int]:
         return sorted({bucket_of(t) for t in self.tasks})
 
-    def held_to_wire(self) -> list[list[Any]]:
+    def held_to_wire(self) -> list[HeldRow]:
         """The stored value of the held key, oldest first."""
         return [h.to_wire(eid) for eid, h in self.held.items()]
 
-    def meta_to_wire(self) -> dict[str, Any]:
+    def meta_to_wire(self) -> OrderMetaWire:
         """The small part kept in the session meta (tasks and held events have their own keys;
         ``held`` is their count, so a rebuild reads the held key only when there are some)."""
         return {"stale": self.stale, "tick": self.tick, "buckets": self.used_buckets(),
                 "held": len(self.held)}
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> OrderWire:
         """Everything in one value (``inspect``, wire round trips)."""
-        rows = [[t, m.version, m.deleted, m.tick] for t, m in self.tasks.items()]
+        rows: list[TaskRow] = [[t, m.version, m.deleted, m.tick] for t, m in self.tasks.items()]
         return {**self.meta_to_wire(), "tasks": rows, "held_events": self.held_to_wire()}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any], rows: Iterable[Any] | None = None,
-                  held_rows: Iterable[Any] | None = None) -> OrderState:
+    def from_wire(cls, d: WireMap, rows: Iterable[object] | None = None,
+                  held_rows: Iterable[object] | None = None) -> OrderState:
         """Parse the meta part plus task rows (``d["tasks"]`` unless ``rows`` is given) and held
         rows (``d["held_events"]`` unless ``held_rows`` is given)."""
         count = d.get("held", 0)
@@ -217,7 +235,7 @@ def admit(
     *,
     hold_s: float,
     max_tasks: int,
-    event: Mapping[str, Any] | None = None,
+    event: WireMap | None = None,
 ) -> Verdict:
     """Judge one arriving versioned event (mutates ``state``); see the module docstring. A held
     event is kept with ``event`` (its wire form); an id already held stays held as it was."""

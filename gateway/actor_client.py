@@ -7,13 +7,13 @@ the hot path talks to daprd directly with one pooled aiohttp session. Payloads a
 
 import json
 import time
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from actors.wire import pack, unpack
 from gateway import metrics
+from vocab.json_types import WireMap
 
 _MSGPACK = {"content-type": "application/msgpack"}
 _JSON = {"content-type": "application/json"}
@@ -45,8 +45,8 @@ class DaprClient:
             await self._session.close()
 
     async def call(
-        self, actor_type: str, actor_id: str, method: str, req: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, actor_type: str, actor_id: str, method: str, req: WireMap
+    ) -> WireMap:
         url = f"{self._base}/v1.0/actors/{actor_type}/{quote(actor_id, safe='')}/method/{method}"
         what = f"{actor_type}/{actor_id}.{method}"
         t0 = time.perf_counter()
@@ -64,7 +64,7 @@ class DaprClient:
         except ValueError as e:
             raise ActorUnavailable(f"{what}: undecodable answer: {e}") from e
 
-    async def publish(self, pubsub: str, topic: str, data: dict[str, Any]) -> None:
+    async def publish(self, pubsub: str, topic: str, data: WireMap) -> None:
         url = f"{self._base}/v1.0/publish/{pubsub}/{quote(topic, safe='')}"
         body = json.dumps(data, separators=(",", ":"))
         try:

@@ -20,7 +20,8 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import NotRequired, TypedDict
 from urllib.parse import quote
 
 import aiohttp
@@ -31,6 +32,7 @@ from gateway.actor_client import ActorUnavailable
 from gateway.context import Context
 from vocab.closecodes import BY_NAME, CLOSE_CODES, CloseCode
 from vocab.ids import USER_ID_RE
+from vocab.json_types import JsonObject, WireMap
 
 log = logging.getLogger("gateway.admin")
 PEER_TIMEOUT_S = 10.0  # a drain waits up to 5 s for its connections
@@ -48,16 +50,75 @@ def close_code(value: object) -> CloseCode:
     return code
 
 
-def session_view(user: str, answer: dict[str, Any]) -> dict[str, Any]:
+class OrderView(TypedDict):
+    stale: object
+    tasks_tracked: int
+    held_events: list[list[object]]  # [event id, task id, type, version, first seen]
+
+
+class SessionView(TypedDict):
+    """GET /admin/users/{user}/session. The actor's values are shown as stored (an operator
+    looks at a possibly corrupt session too), so they stay ``object``: nothing reads inside."""
+
+    user: str
+    epoch: object
+    head: object
+    tail: object
+    retained: int
+    oldest_ts: object
+    newest_ts: object
+    retention: JsonObject
+    devices: object
+    filters: object
+    connections: object
+    connections_per_replica: dict[str, int]
+    dedup_ids: int
+    order: OrderView
+    positions: NotRequired[JsonObject]  # replica -> its connections of the user
+    as_of: NotRequired[float]
+
+
+class ReplicaStatus(TypedDict):
+    replica: str
+    url: str
+    draining: bool
+    connections: int
+    by_transport: dict[str, int]
+    users: int
+    events: int
+    actor_calls: int
+    forwards: int
+    bugs: int
+    live_replicas: list[str]
+
+
+class DrainAnswer(TypedDict):
+    replica: str
+    closed: int
+    draining: bool
+
+
+def _obj(v: object) -> WireMap:
+    """Lenient read of the inspect answer: anything but an object reads as empty."""
+    return v if isinstance(v, Mapping) else {}
+
+
+def _rows(v: object) -> list[object]:
+    return list(v) if isinstance(v, list | tuple) else []
+
+
+def session_view(user: str, answer: WireMap) -> SessionView:
     """The actor's inspect answer without payloads: the meta's own fields, summarized."""
-    meta = answer.get("meta") or {}
-    order = meta.get("order") or {}
-    stamps = meta.get("stamps") or []
-    limits = answer.get("limits") or {}
-    conns = meta.get("conns") or {}
+    meta = _obj(answer.get("meta"))
+    order = _obj(meta.get("order"))
+    stamps = _rows(meta.get("stamps"))
+    limits = _obj(answer.get("limits"))
+    conns = _obj(meta.get("conns"))
     per_replica: dict[str, int] = {}
     for lease in conns.values():
-        per_replica[lease.get("replica", "?")] = per_replica.get(lease.get("replica", "?"), 0) + 1
+        replica = _obj(lease).get("replica", "?")
+        key = replica if isinstance(replica, str) else "?"
+        per_replica[key] = per_replica.get(key, 0) + 1
     return {
         "user": user, "epoch": meta.get("epoch"), "head": meta.get("head"),
         "tail": meta.get("tail"), "retained": len(stamps),
@@ -65,11 +126,11 @@ def session_view(user: str, answer: dict[str, Any]) -> dict[str, Any]:
         "retention": {k: limits[k] for k in ("max_events", "max_age_s") if k in limits},
         "devices": meta.get("devices") or {}, "filters": meta.get("filters") or {},
         "connections": conns, "connections_per_replica": per_replica,
-        "dedup_ids": len(meta.get("seen") or []),
+        "dedup_ids": len(_rows(meta.get("seen"))),
         "order": {
-            "stale": order.get("stale", 0), "tasks_tracked": len(order.get("tasks") or []),
+            "stale": order.get("stale", 0), "tasks_tracked": len(_rows(order.get("tasks"))),
             # [event id, task id, type, version, first seen]: the event body is dropped.
-            "held_events": [row[:5] for row in order.get("held_events") or []],
+            "held_events": [_rows(row)[:5] for row in _rows(order.get("held_events"))],
         },
     }
 
@@ -88,7 +149,7 @@ def install(app: FastAPI, ctx: Context) -> None:
     r = APIRouter(prefix="/admin", dependencies=[Depends(guard)])
     hub = ctx.hub
 
-    def local_status() -> dict[str, Any]:
+    def local_status() -> ReplicaStatus:
         by_transport: dict[str, int] = {}
         for c in hub.conns.values():
             by_transport[c.transport] = by_transport.get(c.transport, 0) + 1
@@ -99,7 +160,7 @@ def install(app: FastAPI, ctx: Context) -> None:
                 "events": f.events, "actor_calls": f.actor_calls, "forwards": f.forwards,
                 "bugs": f.bugs, "live_replicas": sorted(hub.members.peer_urls)}
 
-    def local_connections(user: str | None) -> list[dict[str, Any]]:
+    def local_connections(user: str | None) -> list[JsonObject]:
         ids = hub.by_user.get(user, set()) if user else set(hub.conns)
         return [hub.conns[i].describe() for i in sorted(ids) if i in hub.conns]
 
@@ -115,17 +176,17 @@ def install(app: FastAPI, ctx: Context) -> None:
                         code.name, extra={"user": user})
         return closed
 
-    async def local_drain() -> dict[str, Any]:
+    async def local_drain() -> DrainAnswer:
         n = len(hub.conns)
         log.warning("admin drain: closing %d connection(s) with 4011", n)
         await hub.drain(protocol.SERVER_SHUTDOWN)
         ctx.fanout.close()
         return {"replica": ctx.settings.replica_id, "closed": n, "draining": True}
 
-    async def everywhere(method: str, path: str, local: Any,
-                         body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def everywhere(method: str, path: str, local: object,
+                         body: JsonObject | None = None) -> JsonObject:
         """This replica's answer plus every live peer's, by replica id (errors included)."""
-        out: dict[str, Any] = {ctx.settings.replica_id: local}
+        out: JsonObject = {ctx.settings.replica_id: local}
         try:
             urls = (await ctx.sessions.registry_snapshot()).urls
         except ActorUnavailable as e:
@@ -138,37 +199,38 @@ def install(app: FastAPI, ctx: Context) -> None:
         out.update(zip(peers, answers, strict=True))
         return out
 
-    @r.get("/local/status")
-    async def status() -> dict[str, Any]:
+    # response_model=None: the answers are built here and typed; FastAPI only encodes them.
+    @r.get("/local/status", response_model=None)
+    async def status() -> ReplicaStatus:
         return local_status()
 
-    @r.get("/local/connections")
-    async def connections(user: str | None = None) -> list[dict[str, Any]]:
+    @r.get("/local/connections", response_model=None)
+    async def connections(user: str | None = None) -> list[JsonObject]:
         return local_connections(_user(user) if user else None)
 
-    @r.post("/local/disconnect")
-    async def disconnect_here(request: Request) -> dict[str, Any]:
+    @r.post("/local/disconnect", response_model=None)
+    async def disconnect_here(request: Request) -> dict[str, list[str]]:
         body = await _json(request)
         return {"closed": local_disconnect(_user(body.get("user")), _conn(body.get("conn")),
                                            close_code(body.get("code")))}
 
-    @r.post("/local/drain")
-    async def drain_here() -> dict[str, Any]:
+    @r.post("/local/drain", response_model=None)
+    async def drain_here() -> DrainAnswer:
         return await local_drain()
 
-    @r.get("/replicas")
-    async def replicas() -> dict[str, Any]:
+    @r.get("/replicas", response_model=None)
+    async def replicas() -> JsonObject:
         return await everywhere("GET", "/admin/local/status", local_status())
 
-    @r.get("/users/{user}/connections")
-    async def user_connections(user: str) -> dict[str, Any]:
+    @r.get("/users/{user}/connections", response_model=None)
+    async def user_connections(user: str) -> JsonObject:
         _user(user)
         per = await everywhere("GET", f"/admin/local/connections?user={quote(user, safe='')}",
                                local_connections(user))
         return {"user": user, "replicas": per}
 
-    @r.get("/users/{user}/session")
-    async def session(user: str) -> dict[str, Any]:
+    @r.get("/users/{user}/session", response_model=None)
+    async def session(user: str) -> SessionView:
         _user(user)
         try:
             answer = await ctx.dapr.call("UserSession", user, "inspect", {})
@@ -182,17 +244,17 @@ def install(app: FastAPI, ctx: Context) -> None:
         view["as_of"] = time.time()
         return view
 
-    @r.post("/users/{user}/disconnect")
-    async def disconnect(user: str, request: Request) -> dict[str, Any]:
+    @r.post("/users/{user}/disconnect", response_model=None)
+    async def disconnect(user: str, request: Request) -> JsonObject:
         body = await _json(request)
         code, conn = close_code(body.get("code")), _conn(body.get("conn"))
-        req = {"user": _user(user), "conn": conn, "code": code.code}
+        req: JsonObject = {"user": _user(user), "conn": conn, "code": code.code}
         per = await everywhere("POST", "/admin/local/disconnect",
                                {"closed": local_disconnect(user, conn, code)}, req)
         return {"user": user, "code": code.code, "name": code.name, "replicas": per}
 
-    @r.post("/replicas/{replica}/drain")
-    async def drain(replica: str) -> dict[str, Any]:
+    @r.post("/replicas/{replica}/drain", response_model=None)
+    async def drain(replica: str) -> DrainAnswer | JsonObject:
         if replica == ctx.settings.replica_id:
             return await local_drain()
         try:
@@ -222,7 +284,7 @@ def _conn(conn: object) -> str | None:
     return conn
 
 
-async def _json(request: Request) -> dict[str, Any]:
+async def _json(request: Request) -> JsonObject:
     try:
         body = await request.json()
     except ValueError:
@@ -238,7 +300,8 @@ def _peer_session(token: str | None) -> aiohttp.ClientSession:
 
 
 async def _peer(http: aiohttp.ClientSession, method: str, url: str,
-                body: dict[str, Any] | None = None) -> Any:
+                body: JsonObject | None = None) -> object:
+    """A peer's JSON answer (not trusted: the callers pass it through), or the error."""
     try:
         async with http.request(method, url, json=body) as resp:
             if resp.status != 200:

@@ -22,10 +22,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from vocab.json_types import JsonObject
 
 RUN_DIR = Path(".run")
 
@@ -45,7 +46,7 @@ def setting(name: str, given: str | None, env_file: Path) -> str | None:
     return given or os.environ.get(name) or read_env_file(env_file).get(name)
 
 
-def admin_request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
+def admin_request(args: argparse.Namespace) -> tuple[str, str, JsonObject | None]:
     """(method, path, JSON body) of the admin call a command makes."""
     user = quote(getattr(args, "user", "") or "", safe="")
     if args.command == "replicas":
@@ -62,13 +63,13 @@ def admin_request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | 
     raise ValueError(args.command)
 
 
-def event_body(args: argparse.Namespace) -> dict[str, Any]:
+def event_body(args: argparse.Namespace) -> JsonObject:
     """The topic payload (gateway/topic_schema.py) of a test publish."""
-    data: dict[str, Any] = json.loads(args.data) if args.data else {}
+    data: object = json.loads(args.data) if args.data else {}
     if not isinstance(data, dict):
         raise SystemExit("--data must be a JSON object")
     data.setdefault("id", int(args.task) if args.task.isdigit() else args.task)
-    body: dict[str, Any] = {"event_id": args.event_id or uuid.uuid4().hex, "type": args.type,
+    body: JsonObject = {"event_id": args.event_id or uuid.uuid4().hex, "type": args.type,
                             "data": data, "ts": time.time()}
     if args.audience:
         body["audience"] = [u.strip() for u in args.audience.split(",") if u.strip()]

@@ -4,12 +4,24 @@ receipt: a malformed batch is refused as a whole, never half-applied."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from actors.session_core import EventRecord
+from actors.session_types import EventRecordWire
+from vocab.json_types import WireMap
 from vocab.wire_checks import _get, _list, _map, _str
+
+
+class ForwardItemWire(TypedDict):
+    user: str
+    conns: list[str]
+    epoch: str
+    record: EventRecordWire
+
+
+# "from" is a keyword: the functional form.
+ForwardBatchWire = TypedDict("ForwardBatchWire", {"from": str, "items": list[ForwardItemWire]})
 
 
 @dataclass(frozen=True)
@@ -19,12 +31,12 @@ class ForwardItem:
     epoch: str
     record: EventRecord
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> ForwardItemWire:
         return {"user": self.user, "conns": list(self.conns), "epoch": self.epoch,
                 "record": self.record.to_wire()}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> ForwardItem:
+    def from_wire(cls, d: WireMap) -> ForwardItem:
         return cls(
             _str(_get(d, "user"), "user"),
             [_str(c, "conn") for c in _list(_get(d, "conns"), "conns")],
@@ -38,11 +50,11 @@ class ForwardBatch:
     sender: str
     items: list[ForwardItem]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> ForwardBatchWire:
         return {"from": self.sender, "items": [i.to_wire() for i in self.items]}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> ForwardBatch:
+    def from_wire(cls, d: WireMap) -> ForwardBatch:
         return cls(
             _str(_get(d, "from"), "from"),
             [ForwardItem.from_wire(_map(i, "item")) for i in _list(_get(d, "items"), "items")],

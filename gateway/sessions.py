@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from actors import contract as c
 from actors.presence_core import SHARDS, shard_of
 from actors.session_core import Filters, IncomingEvent, Liveness
 from gateway.actor_client import ActorUnavailable, DaprClient
+from vocab.json_types import JsonObject, WireMap
 from vocab.wire_checks import _float, _list, _map, _str
 
 USER_SESSION = "UserSession"
@@ -52,7 +53,7 @@ class Sessions:
         self.replica = replica
 
     async def _call(
-        self, user: str, method: str, req: dict[str, Any], parse: Callable[[dict[str, Any]], A]
+        self, user: str, method: str, req: WireMap, parse: Callable[[WireMap], A]
     ) -> A:
         raw = await self.dapr.call(USER_SESSION, user, method, req)
         try:
@@ -102,7 +103,7 @@ class Sessions:
 
     async def connected_users(self, live: Liveness | None) -> list[str]:
         """Every user with a connection on a live replica (one call per presence shard)."""
-        req: dict[str, Any] = {}
+        req: JsonObject = {}
         if live is not None:
             req = {"live": sorted(live.replicas), "as_of": live.as_of}
         answers = await asyncio.gather(*(
@@ -110,7 +111,7 @@ class Sessions:
         ))
         users: set[str] = set()
         for res in answers:
-            users.update(str(u) for u in res.get("users", []))
+            users.update(str(u) for u in _list(res.get("users", []), "users"))
         return sorted(users)
 
     async def heartbeat(self, lease_s: float, url: str) -> RegistryView:
@@ -132,7 +133,7 @@ class RegistryView:
     urls: dict[str, str]  # live replica -> its internal base URL
 
 
-def _view(res: dict[str, Any]) -> RegistryView:
+def _view(res: WireMap) -> RegistryView:
     try:
         live = Liveness(frozenset(_str(r, "replica") for r in _list(res["live"], "live")),
                         _float(res["as_of"], "as_of"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from actors import contract as c
 from actors import presence_core, replica_core
@@ -19,6 +18,8 @@ from actors import session_storage as storage
 from actors.session_core import Filters, IncomingEvent, Limits, Liveness
 from gateway.actor_client import ActorUnavailable
 from gateway.sessions import RegistryView
+from vocab.json_types import JsonObject
+from vocab.wire_checks import _map
 
 
 class MemorySessions:
@@ -97,7 +98,7 @@ class World:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.sessions: dict[str, svc.Session] = {}
-        self.store: dict[str, dict[str, Any]] = {}  # user -> key -> JSON value
+        self.store: dict[str, JsonObject] = {}  # user -> key -> JSON value
         self.presence = presence_core.PresenceState()
         self.registry = replica_core.Registry()
         self.faults: dict[tuple[str, str], int] = {}  # (user, method) -> calls left to fail
@@ -133,10 +134,11 @@ class World:
     def load(self, user: str) -> svc.Session:
         if user not in self.sessions:
             keys = self.store.get(user, {})
-            meta = keys.get(storage.META_KEY)
-            if meta is None:
+            stored = keys.get(storage.META_KEY)
+            if stored is None:
                 self.sessions[user] = svc.Session.fresh()
             else:
+                meta = _map(stored, "stored meta")
                 needed, buckets = storage.keys_needed(meta)
                 chunks = {k: keys.get(storage.chunk_key(k)) for k in needed}
                 order = {b: keys.get(storage.order_key(b)) for b in buckets}
@@ -145,7 +147,8 @@ class World:
                     m, records = storage.restore(meta, chunks, order, held)
                     self.sessions[user] = svc.Session(m, records)
                 except storage.LogLost:
-                    self.sessions[user] = svc.Session.fresh(Filters.from_wire(meta["filters"]))
+                    self.sessions[user] = svc.Session.fresh(
+                        Filters.from_wire(_map(meta["filters"], "filters")))
         return self.sessions[user]
 
 

@@ -35,10 +35,11 @@ import math
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import NoReturn, TypeGuard
 
 from gateway.protocol import EVENT_TYPES
 from vocab.ids import USER_ID_RE
+from vocab.json_types import JsonObject
 
 MAX_ID = 128
 TOP_LEVEL_KEYS = frozenset({"event_id", "audience", "type", "data", "ts", "version"})
@@ -62,7 +63,7 @@ class TopicLimits:
 class TaskEvent:
     event_id: str
     type: str
-    data: dict[str, Any]
+    data: JsonObject  # the producer's task, passed on as is
     task_id: str
     list_id: str | None
     audience: tuple[str, ...] | None  # None: broadcast to every connected user
@@ -98,7 +99,7 @@ def parse_topic_body(raw: bytes, limits: TopicLimits) -> TaskEvent:
     return parse_topic_message(envelope, len(raw), limits)
 
 
-def parse_topic_message(envelope: Any, raw_size: int, limits: TopicLimits) -> TaskEvent:
+def parse_topic_message(envelope: object, raw_size: int, limits: TopicLimits) -> TaskEvent:
     if raw_size > limits.max_bytes:
         _fail("too_large", f"message is {raw_size} bytes, limit {limits.max_bytes}")
     if not isinstance(envelope, dict):
@@ -147,7 +148,7 @@ def parse_topic_message(envelope: Any, raw_size: int, limits: TopicLimits) -> Ta
     )
 
 
-def published_time(ts: Any, ce_time: Any) -> float | None:
+def published_time(ts: object, ce_time: object) -> float | None:
     """Unix seconds of the publish, for metrics: a numeric `ts` is seconds (milliseconds when
     above 1e11), a string `ts` ISO 8601 (UTC when it names no zone). Without one, the
     CloudEvent `time`, only when it has a fraction of a second: daprd writes whole seconds,
@@ -175,14 +176,14 @@ def _iso(text: str) -> float | None:
     return moment.timestamp()
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_keys(pairs: list[tuple[str, object]]) -> JsonObject:
     out = dict(pairs)
     if len(out) != len(pairs):
         _fail("bad_json", "duplicate key in payload")  # ambiguous: which value is meant?
     return out
 
 
-def _loads(text: str, limits: TopicLimits) -> Any:
+def _loads(text: str, limits: TopicLimits) -> object:
     if len(text) > limits.max_bytes:
         _fail("too_large", "data string above the size limit")
     try:
@@ -193,14 +194,14 @@ def _loads(text: str, limits: TopicLimits) -> Any:
         _fail("bad_json", f"data string is not JSON: {str(e)[:100]}")
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: object) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _check_tree(root: dict[str, Any], limits: TopicLimits) -> None:
+def _check_tree(root: JsonObject, limits: TopicLimits) -> None:
     """Iterative walk: depth, JSON types only, finite floats, 64-bit ints, bounded UTF-8-clean
     strings. Everything accepted can be re-encoded for clients as JSON and as msgpack."""
-    stack: list[tuple[Any, int]] = [(root, 1)]
+    stack: list[tuple[object, int]] = [(root, 1)]
     while stack:
         v, depth = stack.pop()
         if isinstance(v, str):
@@ -232,19 +233,19 @@ def _check_tree(root: dict[str, Any], limits: TopicLimits) -> None:
             _fail("bad_json", f"unsupported value type {type(v).__name__}")
 
 
-def _id_str(v: Any) -> str | None:
+def _id_str(v: object) -> str | None:
     # abs() bound first: str() of a huge int is slow and can raise ValueError.
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 10**MAX_ID:
         v = str(v)
     return v if isinstance(v, str) and 1 <= len(v) <= MAX_ID else None
 
 
-def _valid_event_id(v: Any) -> bool:
+def _valid_event_id(v: object) -> bool:
     return (isinstance(v, str) and 1 <= len(v) <= MAX_ID
             and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in v))
 
 
-def _event_id(payload: dict[str, Any], envelope: dict[str, Any]) -> str:
+def _event_id(payload: JsonObject, envelope: JsonObject) -> str:
     if "event_id" in payload:
         v, where = payload["event_id"], "event_id"
     else:
@@ -255,14 +256,14 @@ def _event_id(payload: dict[str, Any], envelope: dict[str, Any]) -> str:
 
 
 def _audience(
-    payload: dict[str, Any], data: dict[str, Any], limits: TopicLimits
+    payload: JsonObject, data: JsonObject, limits: TopicLimits
 ) -> tuple[str, ...] | None:
     if "audience" in payload:
         explicit = payload["audience"]
         if not isinstance(explicit, list) or not explicit:
             _fail("bad_audience", "audience must be a non-empty list of user ids")
         return _users(explicit, limits)
-    sources: list[Any] = []
+    sources: list[object] = []
     present = False
     for field in AUDIENCE_FIELDS:
         v = data.get(field)
@@ -284,7 +285,7 @@ def _audience(
     return users
 
 
-def _users(values: list[Any], limits: TopicLimits) -> tuple[str, ...]:
+def _users(values: list[object], limits: TopicLimits) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for v in values:
         uid = _id_str(v)

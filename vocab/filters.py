@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
+from vocab.json_types import WireMap
 from vocab.wire_checks import _sorted_or_none, _str_set
+
+
+class FiltersWire(TypedDict):
+    types: list[str] | None
+    task_ids: list[str] | None
+    list_ids: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class Filters:
     def is_empty(self) -> bool:
         return self.types is None and self.task_ids is None and self.list_ids is None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> FiltersWire:
         return {
             "types": _sorted_or_none(self.types),
             "task_ids": _sorted_or_none(self.task_ids),
@@ -37,7 +43,7 @@ class Filters:
         }
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> Filters:
+    def from_wire(cls, d: WireMap) -> Filters:
         # Missing keys mean "any", matching the client protocol where every list is optional.
         return cls(
             types=_str_set(d.get("types"), "filters.types"),

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from vocab.ids import POSITION_RE
+from vocab.json_types import WireMap
 from vocab.wire_checks import _check_epoch, _get, _int, _str
+
+
+class PositionWire(TypedDict):
+    epoch: str
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -33,11 +38,11 @@ class Position:
     def __str__(self) -> str:
         return f"{self.epoch}:{self.seq}"
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> PositionWire:
         return {"epoch": self.epoch, "seq": self.seq}
 
     @classmethod
-    def from_wire(cls, d: Mapping[str, Any]) -> Position:
+    def from_wire(cls, d: WireMap) -> Position:
         return cls(epoch=_str(_get(d, "epoch"), "epoch"), seq=_int(_get(d, "seq"), "seq"))
 
 
