@@ -50,8 +50,7 @@ class FrameHandler:
     async def _filters(self, conn: Connection, scope: str, filters: Filters | None) -> None:
         if scope == "connection":
             conn.conn_filter = None if filters is None or filters.is_empty() else filters
-            # dict(): protocol.subscribed takes a plain map (FiltersWire is a TypedDict).
-            wire = dict(conn.conn_filter.to_wire()) if conn.conn_filter is not None else None
+            wire = conn.conn_filter.to_wire() if conn.conn_filter is not None else None
             conn.push(protocol.subscribed(wire, "connection"))
             return
         try:
@@ -62,7 +61,7 @@ class FrameHandler:
             return
         if self.on_user_filters is not None:
             self.on_user_filters(conn.user, None if stored.is_empty() else stored)
-        conn.push(protocol.subscribed(dict(stored.to_wire()), "user"))
+        conn.push(protocol.subscribed(stored.to_wire(), "user"))
 
     def _refresh(self, conn: Connection, token: str) -> None:
         try:

@@ -9,9 +9,29 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, get_args
+from typing import Literal, NoReturn, get_args
 
 import msgpack
+
+# Server frames, their shared encoding and SSE framing live in gateway/server_frames.py; they are
+# re-exported so callers keep one name for the protocol (protocol.welcome, protocol.encode ...).
+from gateway.server_frames import Encoding as Encoding
+from gateway.server_frames import Frame as Frame
+from gateway.server_frames import ServerFrame as ServerFrame
+from gateway.server_frames import SharedFrame as SharedFrame
+from gateway.server_frames import body as body
+from gateway.server_frames import broadcast_frame as broadcast_frame
+from gateway.server_frames import choose_encoding as choose_encoding
+from gateway.server_frames import encode as encode
+from gateway.server_frames import error as error
+from gateway.server_frames import event_frame as event_frame
+from gateway.server_frames import format_sse as format_sse
+from gateway.server_frames import ping as ping
+from gateway.server_frames import pong as pong
+from gateway.server_frames import resync_required as resync_required
+from gateway.server_frames import sse_comment as sse_comment
+from gateway.server_frames import subscribed as subscribed
+from gateway.server_frames import welcome as welcome
 
 # The close-code catalogue and event types are the shared vocabulary's (re-exported here).
 from vocab.closecodes import CLOSE_CODES as CLOSE_CODES
@@ -33,8 +53,8 @@ from vocab.closecodes import CloseCode as CloseCode
 from vocab.events import EVENT_TYPES as EVENT_TYPES
 from vocab.events import SUBPROTOCOL_JSON as SUBPROTOCOL_JSON
 from vocab.events import SUBPROTOCOL_MSGPACK as SUBPROTOCOL_MSGPACK
+from vocab.json_types import JsonObject, WireMap
 
-Encoding = Literal["json", "msgpack"]
 Scope = Literal["connection", "user"]
 ErrorCode = Literal[
     "bad_frame", "unknown_type", "bad_field", "frame_too_large", "rate_limited",
@@ -47,57 +67,6 @@ SCOPES: frozenset[str] = frozenset({"connection", "user"})
 MAX_TOKEN = 8192
 MAX_FILTER_ID = 128
 MAX_SEQ = 2**63 - 1  # seqs are int64 everywhere else; bigger is a client bug, not a position
-
-
-def choose_encoding(offered: list[str]) -> tuple[Encoding, str | None]:
-    """Pick the encoding from the client's subprotocol list, honouring the client's order."""
-    for p in offered:
-        if p == SUBPROTOCOL_MSGPACK:
-            return "msgpack", SUBPROTOCOL_MSGPACK
-        if p == SUBPROTOCOL_JSON:
-            return "json", SUBPROTOCOL_JSON
-    return "json", None
-
-
-def _dumps(frame: dict[str, Any]) -> str:
-    # allow_nan=False: NaN is not JSON and browsers would reject the whole frame.
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-class SharedFrame:
-    """One event frame shared by every connection of a user that gets it: encoded at most once
-    per encoding, however many connections (and transports) write it."""
-
-    __slots__ = ("_cache", "body")
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.body = body
-        self._cache: dict[str, str | bytes] = {}
-
-    def encoded(self, enc: Encoding) -> str | bytes:
-        out = self._cache.get(enc)
-        if out is None:
-            out = self._cache[enc] = _encode(self.body, enc)
-        return out
-
-
-Frame = dict[str, Any] | SharedFrame
-
-
-def _encode(frame: dict[str, Any], enc: Encoding) -> str | bytes:
-    if enc == "msgpack":
-        return msgpack.packb(frame, use_bin_type=True)
-    return _dumps(frame)
-
-
-def encode(frame: Frame, enc: Encoding) -> str | bytes:
-    if isinstance(frame, SharedFrame):
-        return frame.encoded(enc)
-    return _encode(frame, enc)
-
-
-def body(frame: Frame) -> dict[str, Any]:
-    return frame.body if isinstance(frame, SharedFrame) else frame
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -129,7 +98,7 @@ class FilterSpec:
     task_ids: tuple[str, ...] | None = None
     list_ids: tuple[str, ...] | None = None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> JsonObject:
         def lst(v: tuple[str, ...] | None) -> list[str] | None:
             return list(v) if v is not None else None
 
@@ -171,7 +140,7 @@ class Refresh:
 ClientFrame = Ack | Subscribe | Unsubscribe | Ping | Pong | Refresh
 
 
-def to_wire(frame: ClientFrame) -> dict[str, Any]:
+def to_wire(frame: ClientFrame) -> JsonObject:
     """The wire dict of a client frame (what a client sends); decode() inverts it."""
     if isinstance(frame, Ack):
         return {"type": "ack", "seq": frame.seq}
@@ -194,7 +163,7 @@ def decode(raw: str | bytes, enc: Encoding, limits: CodecLimits) -> ClientFrame:
     return decode_object(obj, limits)
 
 
-def decode_object(obj: dict[str, Any], limits: CodecLimits) -> ClientFrame:
+def decode_object(obj: WireMap, limits: CodecLimits) -> ClientFrame:
     """An already parsed frame (SSE POST bodies, whose type comes from the URL)."""
     _check_tree(obj, limits)
     return _frame(obj, limits)
@@ -209,9 +178,9 @@ def _check_size(raw: str | bytes, limit: int) -> None:
         _fail("frame_too_large", f"frame is {n} bytes, limit {limit}")
 
 
-def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
+def _unique_keys(pairs: list[tuple[object, object]]) -> dict[str, object]:
     # Duplicate keys would let two parsers see two different frames; refuse the ambiguity.
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for k, v in pairs:
         if not isinstance(k, str):
             _fail("bad_frame", "map keys must be strings")
@@ -221,7 +190,7 @@ def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     return out
 
 
-def _parse_json(raw: str | bytes) -> Any:
+def _parse_json(raw: str | bytes) -> object:
     if not isinstance(raw, str):
         _fail("bad_frame", "binary frame on a JSON connection")
     try:
@@ -237,7 +206,7 @@ def _reject_ext(code: int, data: bytes) -> NoReturn:
     _fail("bad_frame", f"msgpack extension type {code} not allowed")
 
 
-def _parse_msgpack(raw: str | bytes, limits: CodecLimits) -> Any:
+def _parse_msgpack(raw: str | bytes, limits: CodecLimits) -> object:
     if isinstance(raw, str):
         _fail("bad_frame", "text frame on a msgpack connection")
     # unpackb has no max_buffer_size (only Unpacker does); the input size is already checked,
@@ -254,9 +223,9 @@ def _parse_msgpack(raw: str | bytes, limits: CodecLimits) -> Any:
         _fail("bad_frame", f"invalid msgpack: {type(e).__name__}")
 
 
-def _check_tree(root: dict[str, Any], limits: CodecLimits) -> None:
+def _check_tree(root: WireMap, limits: CodecLimits) -> None:
     """Iterative walk: bounded depth, JSON-like types only, bounded UTF-8-clean strings."""
-    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    stack: list[tuple[object, int, bool]] = [(root, 1, False)]
     while stack:
         v, depth, is_token = stack.pop()
         if isinstance(v, str):
@@ -281,7 +250,7 @@ def _check_tree(root: dict[str, Any], limits: CodecLimits) -> None:
             _fail("bad_frame", f"unsupported value type {type(v).__name__}")
 
 
-def _scope(obj: dict[str, Any]) -> Scope:
+def _scope(obj: WireMap) -> Scope:
     s = obj.get("scope", "connection")
     if s == "connection":
         return "connection"
@@ -290,7 +259,7 @@ def _scope(obj: dict[str, Any]) -> Scope:
     _fail("bad_field", "scope must be 'connection' or 'user'")
 
 
-def _ts(obj: dict[str, Any]) -> float | None:
+def _ts(obj: WireMap) -> float | None:
     ts = obj.get("ts")
     if ts is None:
         return None
@@ -304,7 +273,7 @@ def _ts(obj: dict[str, Any]) -> float | None:
     _fail("bad_field", "ts must be a finite number")
 
 
-def _filter_id(v: Any, field: str) -> str:
+def _filter_id(v: object, field: str) -> str:
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) < 10**MAX_FILTER_ID:
         v = str(v)
     if isinstance(v, str) and 1 <= len(v) <= MAX_FILTER_ID:
@@ -312,14 +281,14 @@ def _filter_id(v: Any, field: str) -> str:
     _fail("bad_field", f"{field} items must be strings or integers of 1..{MAX_FILTER_ID} chars")
 
 
-def _filters(raw: Any, limits: CodecLimits) -> FilterSpec:
+def _filters(raw: object, limits: CodecLimits) -> FilterSpec:
     if not isinstance(raw, dict):
         _fail("bad_field", "filters must be an object")
     unknown = set(raw) - {"types", "task_ids", "list_ids"}
     if unknown:
         # A misspelt dimension would silently mean "any" and widen the subscription.
         _fail("bad_field", f"unknown filter key {sorted(unknown)[0][:64]!r}")
-    lists: dict[str, list[Any] | None] = {}
+    lists: dict[str, list[object] | None] = {}
     for key in ("types", "task_ids", "list_ids"):
         v = raw.get(key)
         if v is not None and not isinstance(v, list):
@@ -334,16 +303,16 @@ def _filters(raw: Any, limits: CodecLimits) -> FilterSpec:
         if items is None:
             return None
         if key == "types":
-            bad = [t for t in items if not isinstance(t, str) or t not in EVENT_TYPES]
-            if bad:
+            types = [t for t in items if isinstance(t, str) and t in EVENT_TYPES]
+            if len(types) != len(items):
                 _fail("bad_field", "filters.types items must be event types")
-            return tuple(dict.fromkeys(items))
+            return tuple(dict.fromkeys(types))
         return tuple(dict.fromkeys(_filter_id(v, f"filters.{key}") for v in items))
 
     return FilterSpec(types=norm("types"), task_ids=norm("task_ids"), list_ids=norm("list_ids"))
 
 
-def _frame(obj: dict[str, Any], limits: CodecLimits) -> ClientFrame:
+def _frame(obj: WireMap, limits: CodecLimits) -> ClientFrame:
     # Unknown top-level fields are ignored (already bounded by _check_tree) so that newer
     # clients can add optional fields without breaking older servers.
     t = obj.get("type")
@@ -368,73 +337,3 @@ def _frame(obj: dict[str, Any], limits: CodecLimits) -> ClientFrame:
             return Refresh(token)
         _fail("bad_field", f"token must be a string of 1..{MAX_TOKEN} chars")
     _fail("unknown_type", "type missing or not a client frame type")
-
-
-# -- server frames ------------------------------------------------------------------------------
-def welcome(conn_id: str, epoch: str, seq: int, heartbeat: float, resumed: bool,
-            broadcast: tuple[str, int] | None = None) -> dict[str, Any]:
-    frame = {"type": "welcome", "conn_id": conn_id, "epoch": epoch, "seq": seq,
-             "heartbeat": heartbeat, "resumed": resumed}
-    if broadcast is not None:
-        frame["bepoch"], frame["bseq"] = broadcast
-    return frame
-
-
-def event_frame(type: str, seq: int, id: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"type": type, "seq": seq, "id": id, "data": data}
-
-
-def broadcast_frame(type: str, bseq: int, id: str, data: dict[str, Any]) -> dict[str, Any]:
-    """An event of the shared broadcast stream: `bseq` instead of `seq` (its own sequence)."""
-    return {"type": type, "bseq": bseq, "id": id, "data": data}
-
-
-def resync_required(epoch: str, seq: int, reason: str, broadcast: bool = False
-                    ) -> dict[str, Any]:
-    frame = {"type": "resync_required", "epoch": epoch, "seq": seq, "reason": reason}
-    if broadcast:
-        frame["stream"] = "broadcast"
-    return frame
-
-
-def ping(ts: float) -> dict[str, Any]:
-    return {"type": "ping", "ts": ts}
-
-
-def pong(ts: float) -> dict[str, Any]:
-    return {"type": "pong", "ts": ts}
-
-
-def subscribed(filters: dict[str, Any] | None, scope: str) -> dict[str, Any]:
-    return {"type": "subscribed", "filters": filters, "scope": scope}
-
-
-def error(code: str, message: str) -> dict[str, Any]:
-    # code is a str, not ErrorCode: SSE also sends close-code names here (see docs).
-    return {"type": "error", "code": code, "message": message}
-
-
-
-
-# -- SSE ----------------------------------------------------------------------------------------
-def _sse_line_safe(text: str, what: str) -> None:
-    # CR or LF would end the field early and let the rest be parsed as new SSE fields.
-    if "\n" in text or "\r" in text:
-        raise ValueError(f"SSE {what} must not contain CR or LF")
-
-
-def format_sse(frame: Frame, event_id: str | None) -> str:
-    data = encode(frame, "json")  # JSON escapes control characters, so this is one line
-    assert isinstance(data, str)
-    if event_id is None:
-        return f"data: {data}\n\n"
-    _sse_line_safe(event_id, "id")
-    if not event_id or "\0" in event_id:
-        # Browsers ignore ids with NUL and an empty id resets Last-Event-ID: both break resume.
-        raise ValueError("SSE id must be non-empty and must not contain NUL")
-    return f"id: {event_id}\ndata: {data}\n\n"
-
-
-def sse_comment(text: str) -> str:
-    _sse_line_safe(text, "comment")
-    return f": {text}\n\n"
