@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.session_core import EventRecord
+from gateway import tracing
 from vocab.wire_checks import _get, _list, _map, _str
 
 
@@ -18,10 +19,14 @@ class ForwardItem:
     conns: list[str]
     epoch: str
     record: EventRecord
+    trace: str | None = None  # the delivery's traceparent (gateway/tracing.py); optional
 
     def to_wire(self) -> dict[str, Any]:
-        return {"user": self.user, "conns": list(self.conns), "epoch": self.epoch,
-                "record": self.record.to_wire()}
+        out = {"user": self.user, "conns": list(self.conns), "epoch": self.epoch,
+               "record": self.record.to_wire()}
+        if self.trace is not None:
+            out["trace"] = self.trace
+        return out
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> ForwardItem:
@@ -30,6 +35,7 @@ class ForwardItem:
             [_str(c, "conn") for c in _list(_get(d, "conns"), "conns")],
             _str(_get(d, "epoch"), "epoch"),
             EventRecord.from_wire(_map(_get(d, "record"), "record")),
+            tracing.header_value(d.get("trace")),  # a bad one only means untraced
         )
 
 
