@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,11 @@ def parse(value: object) -> TraceParent | None:
     if not (_hex(trace_id, 32) and _hex(span_id, 16) and set(flags) <= _HEX and len(flags) == 2):
         return None
     return TraceParent(trace_id, span_id, int(flags, 16))
+
+
+def new_traceparent(sampled: bool = True) -> str:
+    """A new root context, as a producer starts a trace for one publish."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-{int(sampled):02x}"
 
 
 def header_value(value: object) -> str | None:

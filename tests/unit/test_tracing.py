@@ -176,3 +176,10 @@ def test_frame_write_is_a_span_of_the_frames_trace(spans: InMemorySpanExporter) 
     assert span.resource.attributes["service.name"] == "tasksync-gateway"
     assert span.start_time == started and span.end_time is not None
     assert span.end_time >= started
+
+
+def test_new_traceparent_is_valid_and_random() -> None:
+    a, b = tracing.parse(tracing.new_traceparent()), tracing.parse(tracing.new_traceparent())
+    assert a is not None and b is not None and a.sampled and a.trace_id != b.trace_id
+    off = tracing.parse(tracing.new_traceparent(sampled=False))
+    assert off is not None and not off.sampled
