@@ -73,6 +73,11 @@ def new_traceparent(sampled: bool = True) -> str:
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-{int(sampled):02x}"
 
 
+def bounded(value: object) -> str | None:
+    """A candidate traceparent kept for later (a str of sane length), without parsing it."""
+    return value if isinstance(value, str) and len(value) <= 512 else None
+
+
 def header_value(value: object) -> str | None:
     """The normalized (version 00) header of a valid traceparent, else None."""
     tp = parse(value)

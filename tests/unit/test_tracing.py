@@ -92,13 +92,14 @@ def test_on_only_sampled_contexts_are_adopted_and_only_in_their_task(
         return tracing.with_header({"content-type": "x"})
 
     async def run() -> list[dict[str, str]]:
-        out = await asyncio.gather(task(SAMPLED), task(UNSAMPLED), task(None), task("junk"))
+        out = await asyncio.gather(task(SAMPLED), task(UNSAMPLED), task(None), task("junk"),
+                                   task(f"00-{TRACE.upper()}-{SPAN}-01"))
         assert tracing.active() is None  # the caller's context is untouched
         return list(out)
 
-    sampled, unsampled, absent, junk = asyncio.run(run())
+    sampled, unsampled, absent, junk, upper = asyncio.run(run())
     assert sampled == {"content-type": "x", "traceparent": SAMPLED}
-    assert unsampled == absent == junk == {"content-type": "x"}
+    assert unsampled == absent == junk == upper == {"content-type": "x"}
 
 
 def test_topic_message_keeps_a_valid_traceparent_and_ignores_a_bad_one() -> None:
@@ -108,7 +109,9 @@ def test_topic_message_keeps_a_valid_traceparent_and_ignores_a_bad_one() -> None
         return parse_topic_message(env, 100, TopicLimits())
 
     assert parse(SAMPLED).trace == SAMPLED
-    assert parse(f"00-{TRACE.upper()}-{SPAN}-01").trace is None  # delivered, untraced
+    # Kept as given (parsed only when tracing is on), bounded; never a reason to refuse.
+    assert parse(f"00-{TRACE.upper()}-{SPAN}-01").trace == f"00-{TRACE.upper()}-{SPAN}-01"
+    assert parse("x" * 513).trace is None
     assert parse({"x": 1}).trace is None
 
 
