@@ -484,8 +484,9 @@ def iter_contract(objs: list[dict[str, Any]], scenario: str, values: dict[str, A
 def parity_with_components(objs: list[dict[str, Any]]) -> None:
     """The default render says what components/ says (the local topology), except where a
     cluster differs: redisHost is a value instead of an envRef, enableTLS is explicit, the
-    Resiliency is scoped, the OTLP exporter's address is the cluster's (off by default). components/resiliency.yaml has `initialInterval`, a field Dapr 1.18.2's
-    Resiliency does not have (daprd drops it, the API server prunes it): the chart leaves it out."""
+    Resiliency is scoped, the OTLP exporter's address is the cluster's (off by default).
+    components/resiliency.yaml has `initialInterval`, a field Dapr 1.18.2's Resiliency does not
+    have (daprd drops it, the API server prunes it): the chart leaves it out."""
     local = {}
     for f in sorted((ROOT / "components").rglob("*.yaml")):
         for d in load_all(f.read_text()):
