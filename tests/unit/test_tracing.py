@@ -186,3 +186,34 @@ def test_new_traceparent_is_valid_and_random() -> None:
     assert a is not None and b is not None and a.sampled and a.trace_id != b.trace_id
     off = tracing.parse(tracing.new_traceparent(sampled=False))
     assert off is not None and not off.sampled
+
+
+def test_tracing_endpoint_setting() -> None:
+    from pydantic import ValidationError
+
+    from gateway.config import Settings
+
+    assert Settings().tracing_endpoint == ""  # off unless set
+    on = Settings(tracing_endpoint="http://127.0.0.1:4318")
+    assert on.tracing_endpoint == "http://127.0.0.1:4318"
+    with pytest.raises(ValidationError):
+        Settings(tracing_endpoint="127.0.0.1:4318")  # a URL, not host:port
+
+
+def test_per_run_dapr_config_points_at_the_runs_jaeger_or_turns_tracing_off(
+    tmp_path: Any,
+) -> None:
+    import yaml
+
+    from devtools.jaeger import dapr_config
+    from devtools.topology import ROOT
+
+    base = ROOT / "components" / "config" / "config.yaml"
+    shipped = yaml.safe_load(base.read_text())["spec"]["tracing"]
+    assert float(shipped["samplingRate"]) > 0 and shipped["otel"]["protocol"] == "http"
+    on = yaml.safe_load(dapr_config(base, tmp_path / "on.yaml", "127.0.0.1:5555").read_text())
+    assert on["spec"]["tracing"]["otel"]["endpointAddress"] == "127.0.0.1:5555"
+    assert on["spec"]["tracing"]["samplingRate"] == shipped["samplingRate"]
+    off = yaml.safe_load(dapr_config(base, tmp_path / "off.yaml", None).read_text())
+    assert off["spec"]["tracing"] == {"samplingRate": "0"}
+    assert off["spec"]["features"] == on["spec"]["features"]  # the rest is the shipped file's
