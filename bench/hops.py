@@ -4,9 +4,12 @@ every process, for calls that do nothing else.
 - publish to a topic nobody subscribes to (producer daprd + Redis only);
 - a read-only actor call (gateway daprd -> sessions daprd -> sessions app, no state write);
 - a deliver of one event to a user without connections (the same, plus ONE state transaction);
-- a deliver of 10 events in one call (what batching per user buys).
+- a deliver of 10 events in one call (what batching per user buys);
+- with --tracing (daprd tracing on, exporting to Jaeger; the hops above then measure what the
+  unsampled 999 in 1,000 cost): a deliver of one event whose call carries a sampled traceparent
+  (both daprds record and export their spans; Jaeger's CPU is counted).
 
-    .venv/bin/python -m bench.hops [--calls 2000] [--concurrency 16]
+    .venv/bin/python -m bench.hops [--calls 2000] [--concurrency 16] [--tracing]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from actors.session_core import IncomingEvent
 from actors.wire import pack
 from bench.hotpath import SECRET, cpu_s, pids
 from devtools.topology import Topology
+from gateway.tracing import new_traceparent
 
 
 async def measure(topo: Topology, n: int, conc: int,
@@ -52,7 +56,8 @@ async def measure(topo: Topology, n: int, conc: int,
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     topo = Topology(Path(tempfile.mkdtemp(prefix="tasksync-hops-")), fixed_ports=False,
-                    extra_env={"TASKSYNC_JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"})
+                    extra_env={"TASKSYNC_JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING"},
+                    tracing=args.tracing)
     try:
         topo.start()
         gw = topo.apps["gateway-gw-a"]
@@ -62,8 +67,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with aiohttp.ClientSession(headers=headers) as http:
             actor_url = f"http://127.0.0.1:{gw.http_port}/v1.0/actors/UserSession"
 
-            async def put(user: str, method: str, body: dict[str, Any]) -> None:
-                async with http.put(f"{actor_url}/{user}/method/{method}", data=pack(body)) as r:
+            async def put(user: str, method: str, body: dict[str, Any],
+                          trace: str | None = None) -> None:
+                async with http.put(f"{actor_url}/{user}/method/{method}", data=pack(body),
+                                    headers={"traceparent": trace} if trace else None) as r:
                     assert r.status == 200, await r.text()
                     await r.read()
 
@@ -76,12 +83,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for u in users:  # activate every actor first: activation is not the hop
                 await put(u, "read", c.ReadRequest("x", 0, 1).to_wire())
 
-            def deliver(k: int) -> Callable[[int], Awaitable[None]]:
+            def deliver(k: int, traced: bool = False) -> Callable[[int], Awaitable[None]]:
                 async def call(i: int) -> None:
                     evs = [IncomingEvent(uuid.uuid4().hex, "task_updated", {"id": i}, str(i),
                                          None) for _ in range(k)]
                     await put(users[i % len(users)], "deliver",
-                              c.DeliverRequest(evs).to_wire())
+                              c.DeliverRequest(evs).to_wire(),
+                              new_traceparent() if traced else None)
                 return call
 
             async def read(i: int) -> None:
@@ -93,6 +101,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                                    deliver(1))
             out["deliver_10_events"] = await measure(topo, args.calls // 5, args.concurrency,
                                                      deliver(10))
+            if args.tracing:
+                out["deliver_1_event_traced"] = await measure(
+                    topo, args.calls, args.concurrency, deliver(1, traced=True))
         return {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "config": vars(args), "hops": out}
     finally:
@@ -103,6 +114,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--tracing", action="store_true", help="daprd tracing on, to Jaeger")
     ap.add_argument("--out", default="bench/results/hops.json")
     args = ap.parse_args()
     result = asyncio.run(run(args))

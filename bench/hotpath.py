@@ -40,7 +40,8 @@ def cpu_s(pid: int) -> float:
 
 def pids(topo: Topology) -> dict[str, int]:
     out = {"loadgen": os.getpid()}
-    for name, proc in (("redis", topo.redis), ("placement", topo.placement)):
+    jaeger = topo.jaeger.proc if topo.jaeger is not None else None
+    for name, proc in (("redis", topo.redis), ("placement", topo.placement), ("jaeger", jaeger)):
         if proc is not None and proc.popen is not None:
             out[name] = proc.popen.pid
     for name, a in topo.apps.items():

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from demo import metrics
 from gateway.auth import AuthConfig, AuthError, verify
+from gateway.tracing import new_traceparent
 from vocab.scrape import MetricsEndpoint
 
 
@@ -61,7 +62,10 @@ def create_app() -> FastAPI:
                 "version": task["version"]}
         t0 = time.perf_counter()
         try:
-            resp = await client.post("/v1.0/publish/pubsub/task-updates", json=body)
+            # Each change starts a sampled W3C trace: daprd's parent-based sampler traces it
+            # through the gateway and the actor call to the socket (docs/operations.md, Tracing).
+            resp = await client.post("/v1.0/publish/pubsub/task-updates", json=body,
+                                     headers={"traceparent": new_traceparent()})
         except httpx.HTTPError:
             metrics.PUBLISHES.labels(kind, "error").inc()
             raise

@@ -46,6 +46,10 @@ SCENARIOS: dict[str, list[str]] = {
         "--set", "gateway.hpa.enabled=false",
         "--set", "gateway.ingress.enabled=true",
         "--set", "pubsub.kafka.authType=none",
+        # No operator tokens; traces to a collector.
+        "--set", "secrets.adminToken=",
+        "--set", "secrets.metricsToken=",
+        "--set", "configuration.tracingOtlpEndpoint=otel-collector.observability:4318",
     ],
     "connections-hpa": ["--set", "gateway.hpa.connections.enabled=true"],
 }
@@ -305,6 +309,43 @@ def iter_contract(objs: list[dict[str, Any]], scenario: str, values: dict[str, A
         assert "value" not in env["TASKSYNC_JWT_SECRET"]
     yield "gateway: replica id from the pod name, JWT secret from a Secret", gateway_pod
 
+    def optional_token(env: dict[str, dict[str, Any]], var: str, secret: str) -> None:
+        if not secret:
+            assert var not in env, f"{var} rendered although its Secret name is empty"
+            return
+        assert "value" not in env[var], f"{var} in plain text"
+        ref = env[var]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": secret, "key": "token", "optional": True}, (var, ref)
+
+    def operator_tokens() -> None:
+        # The names the code reads (a rename there must show here).
+        assert '"TASKSYNC_ADMIN_TOKEN"' in (ROOT / "gateway" / "config.py").read_text()
+        assert '"TASKSYNC_METRICS_TOKEN"' in (ROOT / "vocab" / "scrape.py").read_text()
+        s = values["secrets"]
+        gw = env_of(app("gateway")[1]["containers"][0])
+        sessions = env_of(app("sessions")[1]["containers"][0])
+        optional_token(gw, "TASKSYNC_ADMIN_TOKEN", s["adminToken"])
+        assert "TASKSYNC_ADMIN_TOKEN" not in sessions, "only the gateways serve /admin/"
+        for env in (gw, sessions):
+            optional_token(env, "TASKSYNC_METRICS_TOKEN", s["metricsToken"])
+    yield "admin token (gateway) and metrics token (every app) from optional Secrets", \
+        operator_tokens
+
+    def tracing() -> None:
+        (conf,) = by_kind(objs, "Configuration")
+        t, cfg = conf["spec"]["tracing"], values["configuration"]
+        assert t["samplingRate"] == cfg["tracingSamplingRate"]
+        gw = env_of(app("gateway")[1]["containers"][0])
+        endpoint = cfg["tracingOtlpEndpoint"]
+        if not endpoint:
+            assert "otel" not in t and "TASKSYNC_TRACING_ENDPOINT" not in gw
+            return
+        secure = bool(cfg["tracingOtlpSecure"])
+        assert t["otel"] == {"endpointAddress": endpoint, "isSecure": secure, "protocol": "http"}
+        scheme = "https" if secure else "http"
+        assert gw["TASKSYNC_TRACING_ENDPOINT"]["value"] == f"{scheme}://{endpoint}"
+    yield "tracing: daprd's exporter and the gateways' spans go to one collector", tracing
+
     def drain() -> None:
         d = values["gateway"]["drain"]
         for k in ("hubDrainSeconds", "uvicornGracefulSeconds", "actorCallTimeoutSeconds"):
@@ -394,6 +435,11 @@ def iter_contract(objs: list[dict[str, Any]], scenario: str, values: dict[str, A
     def secrets_by_reference() -> None:
         # Nothing secret in plain text: passwords only through secretKeyRef + a secret store.
         assert not by_kind(objs, "Secret"), "the chart must not render Secrets"
+        for d in by_kind(objs, "Deployment"):
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                for var, e in env_of(c).items():
+                    if re.search(r"password|secret|token", var, re.I):
+                        assert "value" not in e and e["valueFrom"]["secretKeyRef"]["name"], var
         for c in components.values():
             for name, m in meta(c).items():
                 if re.search(r"password|secret|token", name, re.I):
@@ -438,8 +484,9 @@ def iter_contract(objs: list[dict[str, Any]], scenario: str, values: dict[str, A
 def parity_with_components(objs: list[dict[str, Any]]) -> None:
     """The default render says what components/ says (the local topology), except where a
     cluster differs: redisHost is a value instead of an envRef, enableTLS is explicit, the
-    Resiliency is scoped. components/resiliency.yaml has `initialInterval`, a field Dapr 1.18.2's
-    Resiliency does not have (daprd drops it, the API server prunes it): the chart leaves it out."""
+    Resiliency is scoped, the OTLP exporter's address is the cluster's (off by default).
+    components/resiliency.yaml has `initialInterval`, a field Dapr 1.18.2's Resiliency does not
+    have (daprd drops it, the API server prunes it): the chart leaves it out."""
     local = {}
     for f in sorted((ROOT / "components").rglob("*.yaml")):
         for d in load_all(f.read_text()):
@@ -455,6 +502,8 @@ def parity_with_components(objs: list[dict[str, Any]]) -> None:
             if d["kind"] == "Component":
                 d["spec"]["metadata"] = [m for m in d["spec"]["metadata"]
                                          if m["name"] not in ("redisHost", "enableTLS")]
+            if d["kind"] == "Configuration":
+                d["spec"]["tracing"].pop("otel", None)
             if d["kind"] == "Resiliency":
                 d.pop("scopes", None)
                 for policy in d["spec"]["policies"]["retries"].values():

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from demo.links import allowed_origins, demo_links
+from devtools import jaeger
 from devtools.topology import ROOT, Topology
 from gateway.auth import mint_hs256
 
@@ -79,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
            or secrets.token_urlsafe(24)}
     run_dir = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Traces to a local Jaeger when scripts/setup.sh built it (it does); else tracing is off.
     topo = Topology(
-        run_dir, fixed_ports=not args.free_ports, extra_env=env, supervise=True, redis_aof=True
+        run_dir, fixed_ports=not args.free_ports, extra_env=env, supervise=True, redis_aof=True,
+        tracing=jaeger.installed(),
     )
     assert topo.supervisor is not None
     topo.supervisor.echo = True  # restarts show in the terminal too
@@ -117,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"  sse http://127.0.0.1:{a.app_port}/sse  demo http://127.0.0.1:{a.app_port}/"
             )
         print(f"  demo task API: http://127.0.0.1:{producer.app_port}/tasks")
+        if topo.jaeger is not None:
+            print(f"  traces (Jaeger UI/API): {topo.jaeger.query_url}/  (each demo change is one "
+                  "trace: service producer, operation /v1.0/publish/pubsub/task-updates)")
+        else:
+            print("  traces: off (Jaeger not installed: ./scripts/install-jaeger.sh)")
         access = producer_access(topo)
         print(
             f"\n  external producer (also in {run_dir}/producer.env and producer.json, mode 0600):"

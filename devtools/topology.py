@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from devtools.jaeger import Jaeger, dapr_config
 from devtools.procs import Proc, free_port, port_open, stop_all, wait_until
 from devtools.supervisor import Supervisor
 
@@ -86,6 +87,7 @@ class Topology:
         extra_env: dict[str, str] | None = None,
         supervise: bool = False,
         redis_aof: bool = False,
+        tracing: bool = False,
     ):
         self.run_dir = run_dir
         self.fixed = fixed_ports
@@ -126,6 +128,9 @@ class Topology:
         self.data_dir = run_dir / "data"
         self.log_dir = run_dir / "logs"
         self.redis_aof = redis_aof
+        # Trace backend (devtools/jaeger.py); daprds read the per-run config written at start.
+        self.jaeger = Jaeger.on_ports(fixed_ports) if tracing else None
+        self.run_config = run_dir / "dapr-config.yaml"
         self.supervisor = (
             Supervisor(self.procs, self.log_dir / "supervisor.log")
             if supervise
@@ -133,7 +138,7 @@ class Topology:
         )
 
     def procs(self) -> list[Proc]:
-        ps = [self.redis, self.placement]
+        ps = [self.redis, self.placement, self.jaeger.proc if self.jaeger else None]
         ps += [p for a in self.apps.values() for p in (a.app, a.sidecar)]
         return [p for p in ps if p is not None]
 
@@ -183,6 +188,8 @@ class Topology:
             TASKSYNC_STREAM_REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
         )
         env.setdefault("TASKSYNC_REPLICA_ID", a.name)
+        if self.jaeger is not None:  # the gateways' own spans (gateway/tracing.py)
+            env["TASKSYNC_TRACING_ENDPOINT"] = self.jaeger.otlp_url
         return env
 
     # -- processes ---------------------------------------------------------------------------
@@ -312,7 +319,7 @@ class Topology:
             "--resources-path",
             str(self.resources),
             "--config",
-            str(self.config),
+            str(self.run_config),
             "--log-level",
             self.log_level,
             "--dapr-graceful-shutdown-seconds",
@@ -356,6 +363,10 @@ class Topology:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.start_redis()
         self.start_placement()
+        if self.jaeger is not None:
+            self.jaeger.start(self.run_dir, self.log_dir, self._base_env(), ROOT)
+        otlp = f"127.0.0.1:{self.jaeger.otlp_port}" if self.jaeger else None
+        dapr_config(self.config, self.run_config, otlp)
         names = names if names is not None else list(self.apps)
         for n in names:
             self.start_app(n)
@@ -373,7 +384,10 @@ class Topology:
         for app_id in reversed(app_ids):
             stop_all([a.app for a in self.replicas(app_id) if a.app is not None])
         stop_all([a.sidecar for a in self.apps.values() if a.sidecar is not None])
+        # Jaeger last: it takes the spans the others flush as they stop.
         stop_all([p for p in (self.placement, self.redis) if p is not None])
+        if self.jaeger is not None and self.jaeger.proc is not None:
+            stop_all([self.jaeger.proc])
         if self.supervisor is not None:
             self.supervisor.stop()
 
@@ -381,6 +395,7 @@ class Topology:
         return {
             "redis": self.redis_port,
             "placement": self.placement_port,
+            "jaeger_ui": self.jaeger.query_url if self.jaeger else None,
             "apps": {
                 n: {
                     "app_id": a.app_id,

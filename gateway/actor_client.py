@@ -12,7 +12,7 @@ from urllib.parse import quote
 import aiohttp
 
 from actors.wire import pack, unpack
-from gateway import metrics
+from gateway import metrics, tracing
 from vocab.json_types import WireMap
 
 _MSGPACK = {"content-type": "application/msgpack"}
@@ -51,7 +51,9 @@ class DaprClient:
         what = f"{actor_type}/{actor_id}.{method}"
         t0 = time.perf_counter()
         try:
-            async with self._http().put(url, data=pack(req), headers=_MSGPACK) as resp:
+            # The active trace context (a traced delivery) rides along: daprd's spans join it.
+            headers = tracing.with_header(_MSGPACK)
+            async with self._http().put(url, data=pack(req), headers=headers) as resp:
                 body = await resp.read()
         except (aiohttp.ClientError, TimeoutError) as e:
             metrics.actor_call(actor_type, method, False, time.perf_counter() - t0)

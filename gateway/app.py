@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 
 from actors.wire import unpack
-from gateway import admin, metrics, protocol, stream_trim
+from gateway import admin, metrics, protocol, stream_trim, tracing
 from gateway.actor_client import ActorUnavailable
 from gateway.auth import AuthConfig
 from gateway.config import Settings
@@ -50,6 +50,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracing.configure(settings.tracing_endpoint, "tasksync-gateway", settings.replica_id)
         ctx.hub.start()
         trimmer = None
         if settings.stream_redis_url:
@@ -64,6 +65,7 @@ def create_app(
         ctx.fanout.close()  # pending release timers (held events stay in the actors' state)
         await ctx.dapr.close()
         await ctx.fanout.peers.close()
+        await asyncio.to_thread(tracing.shutdown)  # flushes the last spans
 
     app = FastAPI(title="tasksync gateway", lifespan=lifespan)
     app.state.ctx = ctx

@@ -15,7 +15,7 @@ import logging
 import time
 
 from actors.session_core import EventRecord
-from gateway import metrics, protocol
+from gateway import metrics, protocol, tracing
 from gateway.actor_client import ActorUnavailable
 from gateway.broadcast_feed import BroadcastFeed
 from gateway.config import Settings
@@ -81,9 +81,10 @@ class BroadcastStream:
     def deliver(self, epoch: str, record: EventRecord) -> None:
         """A recorded broadcast (from our own fan-out, a forward, or a log read)."""
         _, ready = self.feed.offer(epoch, record, time.monotonic())
+        tp = tracing.active()  # a traced delivery's frames carry its context (docs/protocol.md)
         for rec in ready:
-            shared = protocol.SharedFrame(
-                protocol.broadcast_frame(rec.type, rec.seq, rec.id, rec.data))
+            shared = protocol.SharedFrame(tracing.tag(
+                protocol.broadcast_frame(rec.type, rec.seq, rec.id, rec.data), tp))
             for conn in list(self.conns.values()):
                 conn.offer_broadcast(epoch, rec, shared)
             self.delivered += 1

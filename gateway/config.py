@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # The pub/sub Redis, to trim consumed stream entries (gateway/stream_trim.py); unset = off.
     stream_redis_url: str = Field("", validation_alias=_env("TASKSYNC_STREAM_REDIS_URL"))
     stream_trim_s: float = Field(2.0, gt=0, validation_alias=_env("TASKSYNC_STREAM_TRIM_SECONDS"))
+    # OTLP/HTTP base URL (e.g. http://127.0.0.1:4318) for the gateway's spans (gateway/tracing.py);
+    # empty = tracing off, and the SDK is never imported.
+    tracing_endpoint: str = Field("", pattern=r"^(https?://.+)?$",
+                                  validation_alias=_env("TASKSYNC_TRACING_ENDPOINT"))
     # The operator API (gateway/admin.py); unset or empty = /admin/ refuses everything.
     admin_token: str | None = Field(None, validation_alias=_env("TASKSYNC_ADMIN_TOKEN"))
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from actors.contract import DeliverAnswer
 from actors.session_core import EventRecord, IncomingEvent
+from gateway import tracing
 from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
 from gateway.forwards import ForwardBatch, ForwardItem
@@ -102,6 +103,7 @@ class Fanout:
         now = time.time()
 
         async def one(user: str, p: _Pending) -> None:
+            tracing.adopt(batch[p.sources[0]].trace)  # this task only: the first event's trace
             async with sem:
                 self.actor_calls += 1
                 try:
@@ -147,7 +149,8 @@ class Fanout:
                 if replica == self.settings.replica_id:
                     self.hub.deliver_local(user, conns, answer.epoch, record)
                 else:
-                    self._send_forward(replica, ForwardItem(user, conns, answer.epoch, record))
+                    self._send_forward(replica, ForwardItem(user, conns, answer.epoch, record,
+                                                            tracing.active_header()))
         if answer.release_in > 0 and not self.hub.draining:
             self.release_timers.arm(user, answer.release_in)
 
@@ -239,7 +242,8 @@ class Fanout:
 
     def receive_forward(self, batch: ForwardBatch) -> None:
         for it in batch.items:
-            if it.user == BROADCAST_LOG:
-                self.hub.broadcasts.deliver(it.epoch, it.record)
-            else:
-                self.hub.deliver_local(it.user, it.conns, it.epoch, it.record)
+            with tracing.adopted(it.trace):
+                if it.user == BROADCAST_LOG:
+                    self.hub.broadcasts.deliver(it.epoch, it.record)
+                else:
+                    self.hub.deliver_local(it.user, it.conns, it.epoch, it.record)

@@ -5,10 +5,11 @@ receipt: a malformed batch is refused as a whole, never half-applied."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from actors.session_core import EventRecord
 from actors.session_types import EventRecordWire
+from gateway import tracing
 from vocab.json_types import WireMap
 from vocab.wire_checks import _get, _list, _map, _str
 
@@ -18,6 +19,7 @@ class ForwardItemWire(TypedDict):
     conns: list[str]
     epoch: str
     record: EventRecordWire
+    trace: NotRequired[str]
 
 
 # "from" is a keyword: the functional form.
@@ -30,10 +32,14 @@ class ForwardItem:
     conns: list[str]
     epoch: str
     record: EventRecord
+    trace: str | None = None  # the delivery's traceparent (gateway/tracing.py); optional
 
     def to_wire(self) -> ForwardItemWire:
-        return {"user": self.user, "conns": list(self.conns), "epoch": self.epoch,
-                "record": self.record.to_wire()}
+        out: ForwardItemWire = {"user": self.user, "conns": list(self.conns),
+                                "epoch": self.epoch, "record": self.record.to_wire()}
+        if self.trace is not None:
+            out["trace"] = self.trace
+        return out
 
     @classmethod
     def from_wire(cls, d: WireMap) -> ForwardItem:
@@ -42,6 +48,7 @@ class ForwardItem:
             [_str(c, "conn") for c in _list(_get(d, "conns"), "conns")],
             _str(_get(d, "epoch"), "epoch"),
             EventRecord.from_wire(_map(_get(d, "record"), "record")),
+            tracing.header_value(d.get("trace")),  # a bad one only means untraced
         )
 
 

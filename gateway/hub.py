@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from actors.session_core import EventRecord, Filters, Liveness
-from gateway import metrics, protocol
+from gateway import metrics, protocol, tracing
 from gateway.actor_client import ActorUnavailable
 from gateway.broadcast_stream import BroadcastStream
 from gateway.config import Settings
@@ -217,9 +217,11 @@ class Hub:
     # -- live events ---------------------------------------------------------------------------
     def deliver_local(self, user: str, conn_ids: list[str], epoch: str, item: EventRecord) -> None:
         # One frame object for all of the user's connections here: encoded once per encoding.
-        shared = protocol.SharedFrame(
-            protocol.event_frame(item.type, item.seq, item.id, item.data)
-        ) if len(conn_ids) > 1 else None
+        # A traced delivery's frame always is one: it carries the trace context to the writer.
+        tp = tracing.active()
+        shared = protocol.SharedFrame(tracing.tag(
+            protocol.event_frame(item.type, item.seq, item.id, item.data), tp
+        )) if len(conn_ids) > 1 or tp is not None else None
         for cid in conn_ids:
             conn = self.conns.get(cid)
             if conn is None or conn.user != user:

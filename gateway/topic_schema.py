@@ -37,6 +37,7 @@ from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from typing import NoReturn, TypeGuard
 
+from gateway import tracing
 from gateway.protocol import EVENT_TYPES
 from vocab.ids import USER_ID_RE
 from vocab.json_types import JsonObject
@@ -71,6 +72,10 @@ class TaskEvent:
     # When it was published (Unix seconds), for the latency metric only: the payload's `ts`, else
     # a sub-second CloudEvent `time`; None when neither says (see published_time()).
     published_at: float | None = dc_field(default=None, compare=False)
+    # The CloudEvent's W3C `traceparent` (daprd sets it from the publish) as given, bounded; it is
+    # parsed only while tracing is on (gateway/tracing.adopt: 4 us), and a malformed one only
+    # means untraced: tracing never decides whether an event is delivered.
+    trace: str | None = dc_field(default=None, compare=False)
 
 
 class InvalidEvent(Exception):
@@ -145,6 +150,7 @@ def parse_topic_message(envelope: object, raw_size: int, limits: TopicLimits) ->
         event_id=_event_id(payload, envelope), type=etype, data=data, task_id=task_id,
         list_id=list_id, audience=_audience(payload, data, limits), version=version,
         published_at=published_time(ts, envelope.get("time")),
+        trace=tracing.bounded(envelope.get("traceparent")),
     )
 
 

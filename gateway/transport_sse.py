@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from gateway import metrics, protocol
+from gateway import metrics, protocol, tracing
 from gateway.auth import AuthError, Identity, verify
 from gateway.connection import Connection, Outgoing
 from gateway.context import Context
@@ -115,8 +115,11 @@ async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
                         yield protocol.sse_comment(f"ping {int(time.time())}")
                     continue
             frame, sse_id = out
+            started = tracing.write_started()
             yield protocol.format_sse(frame, sse_id if _has_position(frame) else None)
             metrics.delivered("sse", frame)
+            if started:  # the yield returns once the server took the chunk
+                tracing.frame_written(protocol.body(frame), "sse", conn.conn_id, started)
     finally:
         for task in (closed, get):
             if task is not None and not task.done():

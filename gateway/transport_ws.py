@@ -9,7 +9,7 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from gateway import metrics, protocol
+from gateway import metrics, protocol, tracing
 from gateway.connection import Connection
 from gateway.context import Context
 from gateway.handshake import ConnectRefused, check_connect
@@ -117,6 +117,7 @@ async def _writer(
     try:
         while True:
             frame, _ = await conn.next_out()
+            started = tracing.write_started()
             data = protocol.encode(frame, enc)
             # asyncio.timeout, not wait_for: no task per frame (a 500-event replay is 500 sends).
             async with asyncio.timeout(send_timeout):
@@ -125,6 +126,8 @@ async def _writer(
                 else:
                     await ws.send_text(data)
             metrics.delivered("websocket", frame)
+            if started:
+                tracing.frame_written(protocol.body(frame), "websocket", conn.conn_id, started)
     except TimeoutError:
         # The socket buffers are full and stay full: it stopped reading. The log has it all.
         conn.fail(protocol.SLOW_CONSUMER)

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# One idempotent setup step for a fresh machine: Python venv + project, Dapr runtime (built from Go
-# modules, cached by version), helm + kubernetes-validate (chart check, cached), Redis and Chromium
-# (Debian packages), JS test deps.
+# One idempotent setup step for a fresh machine: Python venv + project, Dapr runtime and Jaeger
+# (built from Go modules, cached by version), helm + kubernetes-validate (chart check, cached),
+# Redis and Chromium (Debian packages), JS test deps.
 # A second run takes seconds: every step checks before it works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
 t0=$(date +%s)
+
+# Jaeger (the trace backend of the tests and the local run) builds in the background from the
+# start: several minutes on 2 cores when not cached; waited for at the end. Killed with us.
+jaeger_log=$(mktemp)
+setsid ./scripts/install-jaeger.sh >/dev/null 2>"$jaeger_log" &  # own process group: go build too
+jaeger_pid=$!
+trap 'kill -- -"$jaeger_pid" 2>/dev/null || true; rm -f "$jaeger_log"' EXIT
 
 apt_install() {
   local missing=()
@@ -58,4 +65,11 @@ if [[ -f tests/e2e/package.json ]]; then
     log "playwright-core present"
   fi
 fi
+log "Jaeger (trace backend)"
+if ! wait "$jaeger_pid"; then
+  cat "$jaeger_log" >&2
+  log "building Jaeger failed"
+  exit 1
+fi
+grep -E '^\[install-jaeger\]' "$jaeger_log" >&2 || true
 log "setup done in $(( $(date +%s) - t0 ))s"

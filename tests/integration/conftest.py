@@ -50,7 +50,11 @@ def run_topology(t: Topology, names: list[str] | None = None) -> Iterator[Topolo
 @pytest.fixture(scope="session")
 def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     run_dir = Path(tmp_path_factory.mktemp("topology"))
-    yield from run_topology(Topology(run_dir, fixed_ports=False, extra_env=dict(TEST_ENV)))
+    # With Jaeger (tests/integration/test_tracing.py); daprd samples only publishes that carry a
+    # sampled traceparent (and 1 in 1,000 other calls), so the other tests pay next to nothing.
+    yield from run_topology(
+        Topology(run_dir, fixed_ports=False, extra_env=dict(TEST_ENV), tracing=True)
+    )
 
 
 @pytest.fixture(scope="session")

@@ -39,12 +39,17 @@ def _http() -> httpx.AsyncClient:
     return _clients[key]
 
 
-async def publish(topo: Topology, payload: dict[str, Any], via: str = "producer") -> None:
+async def publish(
+    topo: Topology, payload: dict[str, Any], via: str = "producer", traceparent: str | None = None
+) -> None:
     app = topo.apps[via]
+    headers = {"dapr-api-token": topo.api_token}
+    if traceparent is not None:  # W3C trace context of the publish (tests/integration/test_tracing)
+        headers["traceparent"] = traceparent
     r = await _http().post(
         f"http://127.0.0.1:{app.http_port}/v1.0/publish/pubsub/task-updates",
         json=payload,
-        headers={"dapr-api-token": topo.api_token},
+        headers=headers,
     )
     assert r.status_code == 204, r.text
 

@@ -108,6 +108,15 @@ dapr.io/sidecar-memory-limit: {{ .app.sidecarResources.memoryLimit | quote }}
     secretKeyRef:
       name: {{ .root.Values.secrets.appApiToken }}
       key: token
+{{- with .root.Values.secrets.metricsToken }}
+# Read-only bearer for GET /metrics (vocab/scrape.py); optional: unset while the Secret is missing.
+- name: TASKSYNC_METRICS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: token
+      optional: true
+{{- end }}
 {{- range $k, $val := .app.env }}
 - name: {{ $k }}
   value: {{ $val | quote }}
