@@ -59,7 +59,7 @@ class Tasksync(System):
 
     async def open(self, user: str, node: int, position: Any = None) -> Conn:
         port = self.topo.apps[GATEWAYS[node % 2]].app_port
-        url = f"ws://127.0.0.1:{port}/ws?device=d-{user}"
+        url = f"ws://127.0.0.1:{port}/ws?device=d-{user}&batch=1"  # as the shipped clients do
         if position is not None:  # (epoch, seq, bepoch, bseq): both streams' positions
             url += f"&since={position[0]}:{position[1]},{position[2]}:{position[3]}"
         ws = await ws_connect(url, {"Authorization": f"Bearer {mint_hs256(SECRET, user)}"})
@@ -75,6 +75,10 @@ class Tasksync(System):
 
     async def handle(self, conn: Conn, raw: str | bytes, now: float, sink: Sink) -> None:
         f = json.loads(raw)
+        for g in f["frames"] if f.get("type") == "batch" else [f]:
+            await self._one(conn, g, now, sink)
+
+    async def _one(self, conn: Conn, f: dict[str, Any], now: float, sink: Sink) -> None:
         if "seq" in f and "data" in f:
             conn.position = (conn.position[0], f["seq"], *conn.position[2:])
             sink(f["data"], now)

@@ -61,6 +61,7 @@ class Connection:
         self.background: asyncio.Task[None] | None = None  # e.g. an SSE replay
         self.replaying = True  # until the first replay is done: gaps are the replay's job
         self._room = asyncio.Event()  # set by the writer whenever it takes a frame
+        self.batching = False  # WS: queued event frames may leave as one `batch` message
         self.bucket: TokenBucket | None = None  # SSE POST rate limit (WS keeps its own)
 
     def describe(self) -> dict[str, Any]:

@@ -15,17 +15,21 @@ import msgpack
 
 # Server frames, their shared encoding and SSE framing live in gateway/server_frames.py; they are
 # re-exported so callers keep one name for the protocol (protocol.welcome, protocol.encode ...).
+from gateway.server_frames import MAX_BATCH as MAX_BATCH
 from gateway.server_frames import Encoding as Encoding
 from gateway.server_frames import Frame as Frame
 from gateway.server_frames import ServerFrame as ServerFrame
 from gateway.server_frames import SharedFrame as SharedFrame
+from gateway.server_frames import batches as batches
 from gateway.server_frames import body as body
 from gateway.server_frames import broadcast_frame as broadcast_frame
 from gateway.server_frames import choose_encoding as choose_encoding
 from gateway.server_frames import encode as encode
+from gateway.server_frames import encode_batch as encode_batch
 from gateway.server_frames import error as error
 from gateway.server_frames import event_frame as event_frame
 from gateway.server_frames import format_sse as format_sse
+from gateway.server_frames import is_event as is_event
 from gateway.server_frames import ping as ping
 from gateway.server_frames import pong as pong
 from gateway.server_frames import resync_required as resync_required

@@ -66,6 +66,41 @@ def encode(frame: Frame, enc: Encoding) -> str | bytes:
     return _encode(frame, enc)
 
 
+# A client that connects with `batch=1` may get several event frames in ONE message:
+# {"type": "batch", "frames": [<event frame>, ...]} (docs/protocol.md). A 500-event replay is then a
+# handful of socket writes, not 500; each inner frame is the frame's own cached encoding.
+MAX_BATCH = 256
+
+
+def is_event(frame: Frame) -> bool:
+    b = body(frame)
+    return "data" in b and ("seq" in b or "bseq" in b)
+
+
+def batches(frames: list[Frame]) -> list[list[Frame]]:
+    """Split frames, in order, into messages: runs of event frames together (at most MAX_BATCH),
+    every other frame alone (a ping or resync_required is never inside a batch)."""
+    out: list[list[Frame]] = []
+    for f in frames:
+        if is_event(f) and out and is_event(out[-1][0]) and len(out[-1]) < MAX_BATCH:
+            out[-1].append(f)
+        else:
+            out.append([f])
+    return out
+
+
+def encode_batch(frames: list[Frame], enc: Encoding) -> str | bytes:
+    """One `batch` message holding `frames` (event frames), built from their encodings."""
+    parts = [encode(f, enc) for f in frames]
+    if enc == "json":
+        return '{"type":"batch","frames":[' + ",".join(str(p) for p in parts) + "]}"
+    n = len(parts)
+    head = (bytes([0x90 | n]) if n < 16 else
+            b"\xdc" + n.to_bytes(2, "big") if n < 1 << 16 else b"\xdd" + n.to_bytes(4, "big"))
+    return (b"\x82" + msgpack.packb("type") + msgpack.packb("batch") + msgpack.packb("frames")
+            + head + b"".join(p for p in parts if isinstance(p, bytes)))
+
+
 def body(frame: Frame) -> ServerFrame:
     return frame.body if isinstance(frame, SharedFrame) else frame
 

@@ -114,12 +114,18 @@ async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
                     if not done:
                         yield protocol.sse_comment(f"ping {int(time.time())}")
                     continue
-            frame, sse_id = out
+            # Whatever else is queued goes in the same chunk: SSE messages need no framing
+            # beyond their blank line, so a replay is a few writes, not one per event.
+            outs = [out]
+            while len(outs) < protocol.MAX_BATCH and (nxt := conn.next_nowait()):
+                outs.append(nxt)
             started = tracing.write_started()
-            yield protocol.format_sse(frame, sse_id if _has_position(frame) else None)
-            metrics.delivered("sse", frame)
-            if started:  # the yield returns once the server took the chunk
-                tracing.frame_written(protocol.body(frame), "sse", conn.conn_id, started)
+            yield "".join(protocol.format_sse(f, i if _has_position(f) else None)
+                          for f, i in outs)
+            for frame, _ in outs:
+                metrics.delivered("sse", frame)
+                if started:  # the yield returns once the server took the chunk
+                    tracing.frame_written(protocol.body(frame), "sse", conn.conn_id, started)
     finally:
         for task in (closed, get):
             if task is not None and not task.done():

@@ -53,6 +53,7 @@ async def websocket_endpoint(ws: WebSocket, ctx: Context) -> None:
     await ws.accept(subprotocol=subprotocol)
 
     conn = ctx.hub.new_connection(ident.user, device, "websocket", ident.expires_at)
+    conn.batching = ws.query_params.get("batch") == "1"  # the client reads `batch` messages
     logsetup.bind(user=conn.user, conn=conn.conn_id)  # every line of its tasks says whose
     # The writer runs during attach: a long replay is paced by it rather than queued whole.
     tasks = [asyncio.create_task(_writer(ws, conn, enc, s.send_timeout_s))]
@@ -117,22 +118,35 @@ async def _writer(
     try:
         while True:
             frame, _ = await conn.next_out()
-            started = tracing.write_started()
-            data = protocol.encode(frame, enc)
-            # asyncio.timeout, not wait_for: no task per frame (a 500-event replay is 500 sends).
-            async with asyncio.timeout(send_timeout):
-                if isinstance(data, bytes):
-                    await ws.send_bytes(data)
-                else:
-                    await ws.send_text(data)
-            metrics.delivered("websocket", frame)
-            if started:
-                tracing.frame_written(protocol.body(frame), "websocket", conn.conn_id, started)
+            frames = [frame]
+            if conn.batching and protocol.is_event(frame):
+                # Only what is already queued: batching never waits for more.
+                while len(frames) < protocol.MAX_BATCH and (nxt := conn.next_nowait()):
+                    frames.append(nxt[0])
+            for group in protocol.batches(frames):
+                await _send(ws, conn, group, enc, send_timeout)
     except TimeoutError:
         # The socket buffers are full and stay full: it stopped reading. The log has it all.
         conn.fail(protocol.SLOW_CONSUMER)
     except (WebSocketDisconnect, RuntimeError, OSError) as e:
         _ended(ws, conn, e)
+
+
+async def _send(ws: WebSocket, conn: Connection, group: list[protocol.Frame],
+                enc: protocol.Encoding, send_timeout: float) -> None:
+    started = tracing.write_started()
+    data = (protocol.encode(group[0], enc) if len(group) == 1
+            else protocol.encode_batch(group, enc))
+    # asyncio.timeout, not wait_for: no task per message.
+    async with asyncio.timeout(send_timeout):
+        if isinstance(data, bytes):
+            await ws.send_bytes(data)
+        else:
+            await ws.send_text(data)
+    for frame in group:
+        metrics.delivered("websocket", frame)
+        if started:
+            tracing.frame_written(protocol.body(frame), "websocket", conn.conn_id, started)
 
 
 async def _reader(ws: WebSocket, conn: Connection, ctx: Context, enc: protocol.Encoding) -> None:

@@ -126,6 +126,15 @@ class Dispatcher:
     # -- frames --------------------------------------------------------------------------------
     async def _on_frame(self, conn: Conn, f: Frame) -> Ended | None:
         t = f["type"]
+        if t == "batch":
+            # Several event frames in one message (we connect with batch=1): each in order.
+            inner = f.get("frames")
+            for g in inner if isinstance(inner, list) else []:
+                if isinstance(g, dict) and isinstance(g.get("type"), str) and g["type"] != "batch":
+                    ended = await self._on_frame(conn, g)
+                    if ended is not None:
+                        return ended
+            return None
         if t == "ping":
             if isinstance(conn.link, WsLink):
                 await conn.link.send(pong(f))

@@ -188,7 +188,8 @@ class Runtime(Dispatcher):
         return self._token
 
     async def _open_link(self, kind: TransportName, url: str, token: str) -> Link:
-        query = {"device": self._device}
+        # batch=1: the server may pack queued event frames into one `batch` message.
+        query = {"device": self._device, "batch": "1"}
         since = self._tracker.resume_point()
         if kind == "websocket":
             if since is not None:

@@ -101,6 +101,31 @@ def test_websocket_resume_gets_exactly_the_missed_events(client: TestClient) -> 
         assert next_event(ws)["type"] == "resync_required"
 
 
+def test_batching_client_gets_a_replay_in_few_messages_in_order(client: TestClient) -> None:
+    with client.websocket_connect("/ws?device=d1", headers=auth("bea")) as ws:
+        epoch = ws.receive_json()["epoch"]
+    for n in range(1, 301):
+        publish(client, "bea", n)
+    since = f"{epoch}:0"
+    with client.websocket_connect(f"/ws?device=d1&since={since}&batch=1",
+                                  headers=auth("bea")) as ws:
+        assert ws.receive_json()["type"] == "welcome"
+        seqs: list[int] = []
+        messages = 0
+        while len(seqs) < 300:
+            msg = next_event(ws)
+            messages += 1
+            inner = msg["frames"] if msg["type"] == "batch" else [msg]
+            assert all("seq" in f and "data" in f for f in inner), msg  # events only
+            seqs += [f["seq"] for f in inner]
+        assert seqs == list(range(1, 301))
+        assert messages < 300 // 2  # queued frames left together
+    # Without batch=1 the same replay is one message per event.
+    with client.websocket_connect(f"/ws?device=d2&since={since}", headers=auth("bea")) as ws:
+        ws.receive_json()
+        assert [next_event(ws)["seq"] for _ in range(300)] == list(range(1, 301))
+
+
 def test_bad_frames_get_errors_and_the_connection_lives(client: TestClient) -> None:
     with client.websocket_connect("/ws", headers=auth("carol")) as ws:
         ws.receive_json()

@@ -81,6 +81,16 @@ export class Dispatcher {
       case "error":
         this.errorFrame(link, frame);
         return;
+      case "batch":
+        // Several event frames in one message (we connect with batch=1): each in order.
+        link.pendingClose = null;
+        for (const inner of Array.isArray(frame.frames) ? frame.frames : []) {
+          if (inner !== null && typeof inner === "object" && typeof inner.type === "string" && inner.type !== "batch") {
+            this.inbox.push([link, inner]);
+          }
+        }
+        this.drain();
+        return;
       default:
         link.pendingClose = null; // the stream went on: a preceding error frame was not fatal
         this.inbox.push([link, frame]);

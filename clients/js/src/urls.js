@@ -44,6 +44,7 @@ export function connectQuery(token, device, since) {
   const q = new URLSearchParams();
   q.set("token", token);
   q.set("device", device);
+  q.set("batch", "1"); // queued event frames may arrive as one `batch` message (dispatch.js)
   if (since) q.set("since", since);
   return q.toString();
 }
