@@ -1,4 +1,4 @@
-"""Sessions host: the FastAPI app that hosts the UserSession and Presence actor types."""
+"""Sessions host: the FastAPI app that hosts the UserSession and ReplicaRegistry actor types."""
 
 import os
 from collections.abc import AsyncIterator
@@ -14,7 +14,6 @@ from fastapi import FastAPI, Request, Response
 
 from actors import memory_generation, metrics
 from actors.fast_dispatch import ActorFastPath
-from actors.presence_actor import Presence
 from actors.registry_actor import ReplicaRegistry
 from actors.serializers import BytesPassthroughSerializer
 from actors.session_actor import UserSession
@@ -39,7 +38,7 @@ ActorRuntime.set_actor_config(
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    for actor in (UserSession, Presence, ReplicaRegistry):
+    for actor in (UserSession, ReplicaRegistry):
         # State goes through actors/state_client.py, not the SDK's state manager.
         await actor_ext.register_actor(actor, message_serializer=BytesPassthroughSerializer())
     yield
@@ -78,7 +77,7 @@ async def readyz() -> Response:
     try:
         async with httpx.AsyncClient(timeout=3.0) as client:
             resp = await client.put(
-                f"http://127.0.0.1:{port}/v1.0/actors/Presence/shard-0/method/list_users",
+                f"http://127.0.0.1:{port}/v1.0/actors/ReplicaRegistry/default/method/snapshot",
                 content=pack({}),
                 headers=headers,
             )

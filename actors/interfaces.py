@@ -39,20 +39,6 @@ class UserSessionInterface(ActorInterface):
     async def inspect(self, payload: bytes) -> bytes: ...
 
 
-class PresenceInterface(ActorInterface):
-    @abstractmethod
-    @actormethod(name="join")
-    async def join(self, payload: bytes) -> bytes: ...
-
-    @abstractmethod
-    @actormethod(name="leave")
-    async def leave(self, payload: bytes) -> bytes: ...
-
-    @abstractmethod
-    @actormethod(name="list_users")
-    async def list_users(self, payload: bytes) -> bytes: ...
-
-
 class ReplicaRegistryInterface(ActorInterface):
     @abstractmethod
     @actormethod(name="heartbeat")

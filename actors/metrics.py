@@ -34,11 +34,10 @@ STATE_WRITE = Histogram(f"{_NS}_state_write_seconds", "One state transaction thr
 STATE_READ = Histogram(f"{_NS}_state_read_seconds", "One state key read through daprd "
                        "(actor activation)", ["outcome"], buckets=BUCKETS, registry=REGISTRY)
 
-_TYPES = frozenset({"UserSession", "Presence", "ReplicaRegistry"})
+_TYPES = frozenset({"UserSession", "ReplicaRegistry"})
 _METHODS = frozenset({
     "deliver", "attach", "read", "detach", "ack", "set_filters", "inspect",  # UserSession
-    "join", "leave", "list_users",  # Presence
-    "heartbeat", "snapshot",  # ReplicaRegistry (and "leave")
+    "heartbeat", "snapshot", "leave",  # ReplicaRegistry
 })
 _children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 

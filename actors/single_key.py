@@ -1,5 +1,5 @@
-"""Shell shared by the small actors whose whole state is one JSON value under one key (presence
-shards, the replica registry): kept in memory while active, written whole after each change."""
+"""Shell shared by the small actors whose whole state is one JSON value under one key (the
+replica registry): kept in memory while active, written whole after each change."""
 
 from __future__ import annotations
 

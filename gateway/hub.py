@@ -2,7 +2,7 @@
 
 - attach: register first (so live events are buffered), then ask the actor, replay, drain.
 - gaps: hold briefly, then fill from the actor's log (or tell the client to resync).
-- liveness and presence: gateway/membership.py (one registry lease per replica).
+- liveness: gateway/membership.py (one registry lease per replica).
 - acks: coalesced per connection and flushed on a timer, not one actor call per ack; routes
   to connections this replica no longer has are detached in the same flush.
 """
@@ -109,8 +109,6 @@ class Hub:
         exact. The broadcast stream's start is set before the welcome too. The replay itself is
         sent by replay(), paced by the client."""
         point = ResumePoint.parse(since) if since else None
-        if self.by_user.get(conn.user) == {conn.conn_id}:
-            await self.members.join(conn.user)
         try:
             res = await self.sessions.attach(
                 conn.user, conn.conn_id, conn.device,
@@ -196,14 +194,11 @@ class Hub:
                 task.cancel()
         ids = self.by_user.get(conn.user, set())
         ids.discard(conn.conn_id)
-        last = not ids
-        if last:
+        if not ids:
             self.by_user.pop(conn.user, None)
         try:
             await self._flush_ack(conn)
             await self.sessions.detach(conn.user, [conn.conn_id])
-            if last:
-                await self.members.left(conn.user)
         except ActorUnavailable as e:
             log.info("detach of %s left to lease expiry: %s", conn.conn_id, e)
 
@@ -324,7 +319,7 @@ class Hub:
 
     async def heartbeat(self) -> None:
         """Renew this replica's lease; after a lapse, attach every connection again from where
-        it is (nothing is skipped, the cursor dedups) and re-join presence. With connections
+        it is (nothing is skipped, the cursor dedups). With connections
         here, also compare the broadcast feed with the log's head (one read per replica): a
         broadcast whose forward never came (we were new to the sender's snapshot) is filled."""
         if self.conns and self.broadcasts.feed.known:
@@ -334,7 +329,6 @@ class Hub:
             for conn in list(self.conns.values()):
                 if conn.cursor is not None:
                     self._spawn(self._reattach(conn))
-            await self.members.rejoin(sorted(self.by_user))
 
     @property
     def liveness(self) -> Liveness | None:

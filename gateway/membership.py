@@ -1,8 +1,6 @@
-"""This replica's membership of the cluster: its registry lease, the liveness snapshot and peer
-addresses it learns from it, and the presence entries of its users.
-
-O(1) calls per replica on a timer (the lease), whatever the number of connections; presence
-changes of concurrent connects share calls (an outbox, applied in order).
+"""This replica's membership of the cluster: its registry lease, and the liveness snapshot and
+peer addresses it learns from it. O(1) calls per replica on a timer (the lease), whatever the
+number of connections; nothing per connection.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ import time
 from actors.session_core import Liveness
 from gateway.actor_client import ActorUnavailable
 from gateway.config import Settings
-from gateway.outbox import Outbox
 from gateway.sessions import RegistryView, SessionsPort
 
 log = logging.getLogger("gateway.membership")
@@ -29,14 +26,13 @@ class Membership:
         self.peer_urls: dict[str, str] = {}  # live replica -> where forwards go
         self._looked_up = 0.0  # monotonic time of the last on-demand registry lookup
         self._last_beat: float | None = None  # monotonic time of the last renewed lease
-        self._presence = Outbox[tuple[str, str]](self._presence_change)
 
     def learn(self, view: RegistryView) -> None:
         self.liveness, self.peer_urls = view.live, view.urls
 
     async def heartbeat(self) -> bool:
         """Renew the lease. True when it had lapsed (no renewal for a whole lease): actors may
-        then have dropped this replica's connections and presence as dead."""
+        then have dropped this replica's connections as dead."""
         try:
             self.learn(await self.sessions.heartbeat(self.settings.lease_s,
                                                       self.settings.advertise_url))
@@ -74,34 +70,3 @@ class Membership:
             await self.sessions.leave_registry()
         except ActorUnavailable as e:
             log.info("registry leave failed (the lease runs out instead): %s", e)
-
-    async def _presence_change(self, changes: list[tuple[str, str]]) -> None:
-        """Joins and leaves of many connections in a few calls, applied in the order they
-        happened (a quick leave-then-join of one user must end joined)."""
-        run: list[str] = []
-        op = ""
-        for kind, user in [*changes, ("", "")]:
-            if kind != op and run:
-                if op == "join":
-                    await self.sessions.presence_join(run)
-                else:
-                    await self.sessions.presence_leave(run)
-                run = []
-            op = kind
-            run.append(user)
-
-    async def join(self, user: str) -> None:
-        try:
-            await self._presence.add(("join", user))
-        except ActorUnavailable as e:
-            # Broadcasts then miss this user until a later connection of theirs joins again.
-            log.warning("presence join %s failed: %s", user, e)
-
-    async def left(self, user: str) -> None:
-        await self._presence.add(("leave", user))
-
-    async def rejoin(self, users: list[str]) -> None:
-        try:
-            await self.sessions.presence_join(users)
-        except ActorUnavailable as e:
-            log.warning("presence re-join after a lapse failed: %s", e)

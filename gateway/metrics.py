@@ -84,7 +84,7 @@ PUBLISH_LAG = Histogram(f"{_NS}_publish_to_socket_seconds", "From the event's pu
                         registry=REGISTRY)
 
 # Bounded label values: anything else is counted as "other".
-_ACTOR_TYPES = frozenset({"UserSession", "Presence", "ReplicaRegistry"})
+_ACTOR_TYPES = frozenset({"UserSession", "ReplicaRegistry"})
 _RESYNC_REASONS = frozenset({"epoch_mismatch", "ahead_of_log", "too_old", "epoch_changed"})
 _DELIVERED = {t: DELIVERED.labels(t) for t in ("websocket", "sse")}
 _DELIVERED_OTHER = DELIVERED.labels("other")

@@ -1,4 +1,4 @@
-"""Calls batched without waiting (Nagle): forwards to one replica, presence changes.
+"""Calls batched without waiting (Nagle): forwards to one replica.
 
 Items added in the same event-loop turn go out together; while a batch is in flight, new items
 wait and leave together as soon as it completes. An idle channel adds no delay, a busy one sends

@@ -1,4 +1,4 @@
-"""The gateway's typed caller of the UserSession and Presence actors (through daprd).
+"""The gateway's typed caller of the UserSession and ReplicaRegistry actors (through daprd).
 
 Requests and answers are the classes of actors/contract.py, shared with the actor shell. A
 malformed answer is a transient failure (ActorUnavailable), never a half-parsed dict.
@@ -6,20 +6,17 @@ malformed answer is a transient failure (ActorUnavailable), never a half-parsed 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from actors import contract as c
-from actors.presence_core import SHARDS, shard_of
 from actors.session_core import Filters, IncomingEvent, Liveness
 from gateway.actor_client import ActorUnavailable, DaprClient
-from vocab.json_types import JsonObject, WireMap
+from vocab.json_types import WireMap
 from vocab.wire_checks import _float, _list, _map, _str
 
 USER_SESSION = "UserSession"
-PRESENCE = "Presence"
 REGISTRY = "ReplicaRegistry"
 A = TypeVar("A")
 
@@ -39,9 +36,6 @@ class SessionsPort(Protocol):
     async def detach(self, user: str, conns: list[str]) -> None: ...
     async def ack(self, user: str, device: str, seq: int) -> c.AckAnswer: ...
     async def set_filters(self, user: str, filters: Filters) -> Filters: ...
-    async def presence_join(self, users: list[str]) -> None: ...
-    async def presence_leave(self, users: list[str]) -> None: ...
-    async def connected_users(self, live: Liveness | None) -> list[str]: ...
     async def heartbeat(self, lease_s: float, url: str) -> RegistryView: ...
     async def registry_snapshot(self) -> RegistryView: ...
     async def leave_registry(self) -> None: ...
@@ -89,31 +83,6 @@ class Sessions:
         answer = await self._call(user, "set_filters", req, c.FiltersMessage.from_wire)
         return answer.filters
 
-    async def presence_join(self, users: list[str]) -> None:
-        await self._presence("join", users)
-
-    async def presence_leave(self, users: list[str]) -> None:
-        await self._presence("leave", users)
-
-    async def _presence(self, method: str, users: list[str]) -> None:
-        await asyncio.gather(*(
-            self.dapr.call(PRESENCE, shard, method, {"replica": self.replica, "users": members})
-            for shard, members in _by_shard(users).items()
-        ))
-
-    async def connected_users(self, live: Liveness | None) -> list[str]:
-        """Every user with a connection on a live replica (one call per presence shard)."""
-        req: JsonObject = {}
-        if live is not None:
-            req = {"live": sorted(live.replicas), "as_of": live.as_of}
-        answers = await asyncio.gather(*(
-            self.dapr.call(PRESENCE, f"shard-{k}", "list_users", req) for k in range(SHARDS)
-        ))
-        users: set[str] = set()
-        for res in answers:
-            users.update(str(u) for u in _list(res.get("users", []), "users"))
-        return sorted(users)
-
     async def heartbeat(self, lease_s: float, url: str) -> RegistryView:
         """Renew this replica's lease (and advertise where peers reach it)."""
         res = await self.dapr.call(REGISTRY, "default", "heartbeat",
@@ -141,10 +110,3 @@ def _view(res: WireMap) -> RegistryView:
         return RegistryView(live, urls)
     except (KeyError, ValueError) as e:
         raise ActorUnavailable(f"registry: bad answer: {e}") from e
-
-
-def _by_shard(users: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for u in users:
-        out.setdefault(shard_of(u), []).append(u)
-    return out

@@ -1,5 +1,5 @@
 """The sessions port in memory: the same turns as the UserSession actor (actors/session_service),
-the same storage layout (applied to a dict), presence and registry rules, without Dapr.
+the same storage layout (applied to a dict) and registry rules, without Dapr.
 
 For in-process tests of the Hub, Fanout, FrameHandler and transports: fast and deterministic.
 Turn-based concurrency is kept with one lock per user, and faults can be injected per user.
@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from actors import contract as c
-from actors import presence_core, replica_core
+from actors import replica_core
 from actors import session_service as svc
 from actors import session_storage as storage
 from actors.session_core import Filters, IncomingEvent, Limits, Liveness
@@ -67,17 +67,6 @@ class MemorySessions:
             self.world.persist(user, s, write)
             return answer.filters
 
-    async def presence_join(self, users: list[str]) -> None:
-        presence_core.join(self.world.presence, self.replica, users, self.world.now())
-
-    async def presence_leave(self, users: list[str]) -> None:
-        presence_core.leave(self.world.presence, self.replica, users)
-
-    async def connected_users(self, live: Liveness | None) -> list[str]:
-        if live is not None:
-            presence_core.prune(self.world.presence, live, self.world.limits.replica_grace_s)
-        return presence_core.users_of(self.world.presence)
-
     async def heartbeat(self, lease_s: float, url: str) -> RegistryView:
         now = self.world.now()
         live = replica_core.heartbeat(self.world.registry, self.replica, now, lease_s, url)
@@ -93,13 +82,12 @@ class MemorySessions:
 
 
 class World:
-    """What every replica of one test shares: the sessions, the store, presence, registry."""
+    """What every replica of one test shares: the sessions, the store, the registry."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.sessions: dict[str, svc.Session] = {}
         self.store: dict[str, JsonObject] = {}  # user -> key -> JSON value
-        self.presence = presence_core.PresenceState()
         self.registry = replica_core.Registry()
         self.faults: dict[tuple[str, str], int] = {}  # (user, method) -> calls left to fail
         self.calls: list[tuple[str, str]] = []  # (user, method), in order

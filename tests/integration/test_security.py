@@ -907,8 +907,8 @@ TRUST: list[tuple[str, str, str, str, str | None, str, int]] = [
      "attach", 403),
     ("actor-deactivate-no-token", "sessions", "DELETE", "/actors/UserSession/{v}", None, "none",
      403),
-    ("presence-list-users-no-token", "sessions", "PUT",
-     "/actors/Presence/shard-0/method/list_users", None, "empty", 403),
+    ("registry-snapshot-no-token", "sessions", "PUT",
+     "/actors/ReplicaRegistry/default/method/snapshot", None, "empty", 403),
     ("sessions-dapr-config-no-token", "sessions", "GET", "/dapr/config", None, "none", 403),
     # Controls: the 403s above come from the token check, not from a missing route.
     ("control-stats-with-app-token", "gw-a", "GET", "/internal/stats", "app", "none", 200),
