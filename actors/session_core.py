@@ -219,7 +219,7 @@ def _append(meta: SessionMeta, ev: IncomingEvent, now: float, limits: Limits,
 
     seq = meta.head + 1
     ts = float(now)  # float even when the shell passes an int, so wire round trips are exact
-    record = EventRecord(seq, ev.id, ev.type, dict(ev.data), ev.task_id, ev.list_id, ts)
+    record = ev.recorded(seq, ts, own_data=True)
     meta.head = seq
     meta.stamps.append(ts)
     meta.seen.append((ev.id, seq))

@@ -167,6 +167,12 @@ class IncomingEvent:
     list_id: str | None
     version: int | None = None  # the producer's per-task version; None: no ordering
 
+    def recorded(self, seq: int, ts: float, own_data: bool = False) -> EventRecord:
+        """This event as the log holds it: the same fields, plus its seq and time. `own_data`:
+        the record gets its own copy of `data` (the log must not share the caller's dict)."""
+        data = dict(self.data) if own_data else self.data
+        return EventRecord(seq, self.id, self.type, data, self.task_id, self.list_id, ts)
+
     def to_wire(self) -> IncomingEventWire:
         out: IncomingEventWire = {
             "id": self.id,

@@ -128,8 +128,8 @@ def create_app(
         try:
             await ctx.fanout.handle(ev)
         except ActorUnavailable as e:
-            log.warning("event %s: transient failure, asking Dapr to retry: %s", ev.event_id, e,
-                        extra={"event": ev.event_id})
+            log.warning("event %s: transient failure, asking Dapr to retry: %s", ev.event.id, e,
+                        extra={"event": ev.event.id})
             metrics.RETRIED.inc()
             return {"status": "RETRY"}
         return {"status": "SUCCESS"}

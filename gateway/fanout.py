@@ -79,7 +79,7 @@ class Fanout:
         """One message; raises ActorUnavailable when it must be retried."""
         (ok,) = await self.handle_batch([ev])
         if not ok:
-            raise ActorUnavailable(f"event {ev.event_id}: delivery failed, retry")
+            raise ActorUnavailable(f"event {ev.event.id}: delivery failed, retry")
 
     async def handle_batch(self, batch: Sequence[TaskEvent]) -> list[bool]:
         """Deliver a batch; returns, per message, True when done, False when it must be retried
@@ -90,8 +90,7 @@ class Fanout:
         for i, ev in enumerate(batch):
             # No audience: recorded once in the shared broadcast log, not once per user.
             recipients = ev.audience if ev.audience is not None else [BROADCAST_LOG]
-            item = IncomingEvent(ev.event_id, ev.type, ev.data, ev.task_id, ev.list_id,
-                                 ev.version)
+            item = ev.event
             for user in dict.fromkeys(recipients):
                 p = pending.setdefault(user, _Pending([], []))
                 p.events.append(item)
@@ -129,8 +128,7 @@ class Fanout:
                     continue  # filtered, or a duplicate with nothing left to re-send
                 # ts: the publish time when known (the latency metric reads it), else now.
                 ts = batch[src].published_at or now
-                records.append(EventRecord(res.seq, ev.id, ev.type, ev.data, ev.task_id,
-                                           ev.list_id, ts))
+                records.append(ev.recorded(res.seq, ts))
             self._route(user, answer, records)
 
         await asyncio.gather(*(one(u, p) for u, p in pending.items()))

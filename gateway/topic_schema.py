@@ -23,7 +23,7 @@ Recipients, first rule that applies:
   1. explicit `audience` list (non-empty; `null` or `[]` is refused: it is always a bug);
   2. union of `data.owner_id`, `data.assignees`, `data.shared_with` (null counts as absent;
      present fields that together name nobody are refused rather than broadcast);
-  3. none of those: broadcast to every connected user (`audience=None`).
+  3. none of those: the shared broadcast stream, every connection (`audience=None`).
 
 Refused messages raise InvalidEvent; the caller sends them to the dead-letter topic.
 """
@@ -37,6 +37,7 @@ from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from typing import NoReturn, TypeGuard
 
+from actors.session_core import IncomingEvent
 from gateway import tracing
 from gateway.protocol import EVENT_TYPES
 from vocab.ids import USER_ID_RE
@@ -62,13 +63,11 @@ class TopicLimits:
 
 @dataclass(frozen=True)
 class TaskEvent:
-    event_id: str
-    type: str
-    data: JsonObject  # the producer's task, passed on as is
-    task_id: str
-    list_id: str | None
-    audience: tuple[str, ...] | None  # None: broadcast to every connected user
-    version: int | None = None  # the producer's per-task version; None: no ordering
+    """A validated topic message: the ONE event value (the same object goes to the actor, and
+    the record it becomes is `event.recorded(seq, ts)`) and its routing envelope."""
+
+    event: IncomingEvent  # id, type, the producer's data as is, task, list, version
+    audience: tuple[str, ...] | None  # None: the shared broadcast stream
     # When it was published (Unix seconds), for the latency metric only: the payload's `ts`, else
     # a sub-second CloudEvent `time`; None when neither says (see published_time()).
     published_at: float | None = dc_field(default=None, compare=False)
@@ -147,8 +146,8 @@ def parse_topic_message(envelope: object, raw_size: int, limits: TopicLimits) ->
     if ts is not None and not _is_number(ts) and not isinstance(ts, str):
         _fail("bad_field", "ts must be a number or a string")
     return TaskEvent(
-        event_id=_event_id(payload, envelope), type=etype, data=data, task_id=task_id,
-        list_id=list_id, audience=_audience(payload, data, limits), version=version,
+        IncomingEvent(_event_id(payload, envelope), etype, data, task_id, list_id, version),
+        audience=_audience(payload, data, limits),
         published_at=published_time(ts, envelope.get("time")),
         trace=tracing.bounded(envelope.get("traceparent")),
     )

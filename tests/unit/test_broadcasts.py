@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actors.session_core import EventRecord, Filters, Limits
+from actors.session_core import EventRecord, Filters, IncomingEvent, Limits
 from gateway import protocol
 from gateway.broadcast_feed import BroadcastFeed
 from gateway.connection import Connection
@@ -85,8 +85,8 @@ def test_the_log_id_is_no_user_id() -> None:
 
 # -- two replicas, in-memory actors ---------------------------------------------------------------
 def bc(n: int, **kw: Any) -> TaskEvent:
-    return TaskEvent(f"b{n}", kw.get("type", "task_created"), {"n": n}, f"t{n}",
-                     kw.get("list_id"), None)
+    return TaskEvent(IncomingEvent(f"b{n}", kw.get("type", "task_created"), {"n": n}, f"t{n}",
+                                   kw.get("list_id")), None)
 
 
 def bframes(conn: Connection) -> list[dict[str, Any]]:

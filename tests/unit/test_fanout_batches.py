@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actors.session_core import Limits
+from actors.session_core import IncomingEvent, Limits
 from gateway.config import Settings
 from gateway.connection import Connection
 from gateway.fanout import Fanout
@@ -77,7 +77,8 @@ def frames(conn: Connection) -> list[dict[str, Any]]:
 
 
 def ev(n: int, user: str, eid: str | None = None) -> TaskEvent:
-    return TaskEvent(eid or f"e{n}", "task_updated", {"id": n}, str(n), None, (user,))
+    event = IncomingEvent(eid or f"e{n}", "task_updated", {"id": n}, str(n), None)
+    return TaskEvent(event, (user,))
 
 
 @pytest.fixture
@@ -167,7 +168,8 @@ async def test_a_user_on_both_replicas_gets_each_event_once_on_each(cluster: Clu
 def vev(task: int, version: int, user: str, type_: str = "task_updated", eid: str = ""
         ) -> TaskEvent:
     data = {"id": task, "version": version}
-    return TaskEvent(eid or f"t{task}v{version}", type_, data, str(task), None, (user,), version)
+    event = IncomingEvent(eid or f"t{task}v{version}", type_, data, str(task), None, version)
+    return TaskEvent(event, (user,))
 
 
 async def test_per_task_order_held_acknowledged_released_stale_dropped(

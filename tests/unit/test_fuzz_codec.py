@@ -151,15 +151,16 @@ def test_parse_topic_message_only_raises_invalid_event(env: Any, raw_size: int) 
         assert e.reason and str(e)
         return
     assert raw_size <= TLIM.max_bytes
-    assert ev.type in protocol.EVENT_TYPES
-    assert 1 <= len(ev.event_id) <= 128 and 1 <= len(ev.task_id) <= 128
-    assert ev.list_id is None or 1 <= len(ev.list_id) <= 128
-    assert isinstance(ev.data, dict)
+    e = ev.event
+    assert e.type in protocol.EVENT_TYPES
+    assert 1 <= len(e.id) <= 128 and e.task_id is not None and 1 <= len(e.task_id) <= 128
+    assert e.list_id is None or 1 <= len(e.list_id) <= 128
+    assert isinstance(e.data, dict)
     if ev.audience is not None:
         assert 1 <= len(ev.audience) <= TLIM.max_recipients
         assert len(set(ev.audience)) == len(ev.audience)
         assert all(USER_ID_RE.fullmatch(u) for u in ev.audience)
     # Whatever was accepted can be sent to clients in both encodings.
-    frame = protocol.event_frame(ev.type, 1, ev.event_id, ev.data)
+    frame = protocol.event_frame(e.type, 1, e.id, e.data)
     encode(frame, "json")
     encode(frame, "msgpack")

@@ -112,7 +112,7 @@ def test_size_is_checked_before_parsing() -> None:
 
 def test_valid_body_still_parses() -> None:
     ev = parse_topic_body(GOOD, LIM)
-    assert (ev.type, ev.task_id, ev.event_id) == ("task_created", "1", "ce-1")
+    assert (ev.event.type, ev.event.task_id, ev.event.id) == ("task_created", "1", "ce-1")
 
 
 FUZZ = settings(max_examples=300, deadline=None,
@@ -141,4 +141,4 @@ def test_any_nesting_depth_only_raises_invalid_event(levels: int, opener: str) -
         assert levels > LIM.max_depth - 2
     else:
         # depth counts from the payload: payload (1) > data (2) > the nesting under test
-        assert levels <= LIM.max_depth - 2 and ev.task_id == "1"
+        assert levels <= LIM.max_depth - 2 and ev.event.task_id == "1"

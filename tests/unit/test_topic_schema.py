@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from actors.session_core import IncomingEvent
 from gateway.topic_schema import (
     REASONS,
     InvalidEvent,
@@ -63,21 +64,21 @@ def test_sample_payloads_accepted(etype: str, text: str, as_string: bool) -> Non
     payload = json.loads(text)
     env = envelope(text if as_string else payload)
     ev = parse_topic_message(env, len(json.dumps(env)), LIM)
-    assert ev == TaskEvent(event_id="ce-1", type=etype, data=payload["data"], task_id="123",
-                           list_id=None, audience=None)
+    assert ev == TaskEvent(IncomingEvent("ce-1", etype, payload["data"], "123", None),
+                           audience=None)
 
 
 # -- accepted variations ------------------------------------------------------------------------
 def test_event_id_from_payload_wins() -> None:
-    assert parse({**task(), "event_id": "pub-7"}).event_id == "pub-7"
+    assert parse({**task(), "event_id": "pub-7"}).event.id == "pub-7"
 
 
 def test_event_id_falls_back_to_cloudevent_id() -> None:
-    assert parse(task(), ce_id="3f1c-uuid").event_id == "3f1c-uuid"
+    assert parse(task(), ce_id="3f1c-uuid").event.id == "3f1c-uuid"
 
 
 def test_event_id_without_cloudevent_id() -> None:
-    assert parse({**task(), "event_id": "pub-7"}, ce_id=None).event_id == "pub-7"
+    assert parse({**task(), "event_id": "pub-7"}, ce_id=None).event.id == "pub-7"
 
 
 @pytest.mark.parametrize(
@@ -94,18 +95,18 @@ def test_event_id_without_cloudevent_id() -> None:
 )
 def test_task_and_list_ids(data_fields: dict[str, Any], expected: tuple[str, str | None]) -> None:
     ev = parse({"type": "task_updated", "data": data_fields})
-    assert (ev.task_id, ev.list_id) == expected
+    assert (ev.event.task_id, ev.event.list_id) == expected
 
 
 def test_unknown_keys_inside_data_pass_through() -> None:
     data = {"id": 1, "custom": {"a": [1, 2.5, None, True]}, "tags": ["x"], "big": 2**64 - 1,
             "small": -(2**63)}
-    assert parse({"type": "task_created", "data": data}).data == data
+    assert parse({"type": "task_created", "data": data}).event.data == data
 
 
 def test_ts_accepted() -> None:
-    assert parse({**task(), "ts": 1700000000.5}).type == "task_updated"
-    assert parse({**task(), "ts": "2024-01-01T00:00:00Z"}).type == "task_updated"
+    assert parse({**task(), "ts": 1700000000.5}).event.type == "task_updated"
+    assert parse({**task(), "ts": "2024-01-01T00:00:00Z"}).event.type == "task_updated"
 
 
 AUDIENCES: list[tuple[str, dict[str, Any], tuple[str, ...] | None]] = [
@@ -231,7 +232,7 @@ BAD: list[tuple[str, str, tuple[Any, int, TopicLimits]]] = [
     pytest.param(json.dumps({**task(), "version": 4}), 4, id="data-json-string"),
 ])
 def test_version_is_the_top_level_key(payload: Any, version: int | None) -> None:
-    assert parse(payload).version == version
+    assert parse(payload).event.version == version
 
 
 @pytest.mark.parametrize(("reason", "args"), [(b[0], b[2]) for b in BAD],
@@ -250,11 +251,11 @@ def test_every_reason_is_tested() -> None:
 # -- limits -------------------------------------------------------------------------------------
 def test_depth_at_limit_accepted() -> None:
     # payload (1) > data (2) > 14 nested lists = depth 16
-    assert parse(task(x=nested(14))).task_id == "1"
+    assert parse(task(x=nested(14))).event.task_id == "1"
 
 
 def test_size_at_limit_accepted() -> None:
-    assert parse_topic_message(envelope(task()), 65536, LIM).task_id == "1"
+    assert parse_topic_message(envelope(task()), 65536, LIM).event.task_id == "1"
 
 
 def test_custom_depth_limit() -> None:

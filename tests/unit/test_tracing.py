@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from actors.session_core import EventRecord
+from actors.session_core import EventRecord, IncomingEvent
 from gateway import protocol, tracing
 from gateway.forwards import ForwardBatch, ForwardItem
 from gateway.topic_schema import TaskEvent, TopicLimits, parse_topic_message
@@ -129,7 +129,8 @@ def test_forward_item_carries_the_trace_on_the_wire() -> None:
 
 
 def _event(n: int, user: str, trace: str | None) -> TaskEvent:
-    return TaskEvent(f"e{n}", "task_updated", {"id": n}, str(n), None, (user,), trace=trace)
+    return TaskEvent(IncomingEvent(f"e{n}", "task_updated", {"id": n}, str(n), None), (user,),
+                     trace=trace)
 
 
 def _bodies(conn: Any) -> list[dict[str, Any]]:

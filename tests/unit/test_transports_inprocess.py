@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from actors.session_core import IncomingEvent
 from gateway.app import create_app
 from gateway.auth import AuthConfig, mint_hs256
 from gateway.config import Settings
@@ -36,7 +37,7 @@ def client(world: World) -> Iterator[TestClient]:
 
 def publish(client: TestClient, user: str, n: int) -> list[bool]:
     fanout = client.app.state.ctx.fanout  # type: ignore[attr-defined]
-    ev = TaskEvent(f"e{n}", "task_updated", {"id": n}, str(n), None, (user,))
+    ev = TaskEvent(IncomingEvent(f"e{n}", "task_updated", {"id": n}, str(n), None), (user,))
     return client.portal.call(fanout.handle_batch, [ev])  # type: ignore[union-attr, no-any-return]
 
 
