@@ -8,12 +8,12 @@ loss to the cursor.
 
 import asyncio
 import time
-from typing import Any
 
 from actors.session_core import EventRecord, Filters
 from gateway import metrics, protocol
 from gateway.ordering import SeqCursor
 from gateway.ratelimit import TokenBucket
+from vocab.json_types import JsonObject
 
 # Queue entries: (frame, SSE id or None). SSE uses the id as the resume position.
 Outgoing = tuple[protocol.Frame, str | None]
@@ -64,7 +64,7 @@ class Connection:
         self.batching = False  # WS: queued event frames may leave as one `batch` message
         self.bucket: TokenBucket | None = None  # SSE POST rate limit (WS keeps its own)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JsonObject:
         return {
             "conn_id": self.conn_id, "user": self.user, "device": self.device,
             "transport": self.transport, "epoch": self.epoch,

@@ -9,7 +9,6 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -37,7 +36,7 @@ def authenticate(request: Request, ctx: Context) -> Identity | JSONResponse:
         return _error(401, e.code, e.message)
 
 
-def _one_shot(frame: dict[str, Any], retry_ms: int) -> StreamingResponse:
+def _one_shot(frame: protocol.ServerFrame, retry_ms: int) -> StreamingResponse:
     async def body() -> AsyncIterator[str]:
         yield f"retry: {retry_ms}\n\n"
         yield protocol.format_sse(frame, None)
