@@ -38,13 +38,15 @@ class BroadcastStream:
         self.feed = BroadcastFeed()
         self._learning = asyncio.Lock()
         self._fill: asyncio.Task[None] | None = None
+        self._conn_fills: dict[str, asyncio.Task[None]] = {}  # conn id -> its gap fill
         self.delivered = 0  # records written to connections (stats, tests)
         self.fills = 0  # log reads that found records this replica had missed
 
     # -- connections -------------------------------------------------------------------------
     async def start(self, conn: Connection, since: Position | None) -> None:
-        """Set where the connection's broadcast stream starts, before its welcome. Records to
-        replay are kept on the connection (conn.breplay; None = read them from the log)."""
+        """Set where the connection's broadcast stream starts, before its welcome. What to
+        replay is kept on the connection: ring records of the epoch they belong to
+        (conn.breplay), or None = read them from the log."""
         await self._ensure_known()
         feed = self.feed
         assert feed.epoch is not None
@@ -54,26 +56,53 @@ class BroadcastStream:
             return
         conn.bstart(since.epoch, since.seq)
         conn.breplay = feed.since(since)
+        conn.breplay_epoch = since.epoch  # the epoch those ring records belong to
 
     async def replay(self, conn: Connection) -> None:
         """Send what the connection missed (after the user stream's replay)."""
         assert conn.bcursor is not None and conn.bepoch is not None
-        records, conn.breplay = conn.breplay, []
-        if records is not None:
-            await self._feed_conn(conn, conn.bepoch, records)
-            return
-        for _ in range(MAX_FILL_PAGES):  # a resume read from the log, page by page
-            page = await self.sessions.read(BROADCAST_LOG, conn.bepoch, conn.bcursor.last)
+        epoch, records, conn.breplay = conn.breplay_epoch, conn.breplay, []
+        if records is None:
+            await self._fill_conn(conn)
+        elif records and epoch is not None:
+            # Ring records of the epoch the connection started in; if a live record of another
+            # epoch has resynced it since, they no longer belong to its stream (_feed_conn).
+            await self._feed_conn(conn, epoch, records)
+
+    async def _fill_conn(self, conn: Connection) -> None:
+        """Read the log after the connection's position, page by page, until it has no gap
+        and is at the log's head; a position the log can't honour gets resync_required, then
+        what this replica already passed after the new head (from the ring)."""
+        for _ in range(MAX_FILL_PAGES):
+            if conn.closed.is_set() or conn.bcursor is None or conn.bepoch is None:
+                return
+            asked_epoch, asked = conn.bepoch, conn.bcursor.last
+            page = await self.sessions.read(BROADCAST_LOG, asked_epoch, asked)
+            if conn.bepoch != asked_epoch:
+                continue  # a live record moved it to another epoch meanwhile: ask in that one
             if page.resync:
-                reason = "epoch_changed" if page.epoch != conn.bepoch else "too_old"
+                if page.epoch == conn.bepoch and conn.bcursor.last >= page.head:
+                    return  # a live record got it there already: never move it back
+                reason = "epoch_changed" if page.epoch != asked_epoch else "too_old"
                 conn.bresync(page.epoch, page.head, reason)
+                await self._refill_from_ring(conn)
                 return
             await self._feed_conn(conn, page.epoch, page.events)
-            if not page.events or conn.bcursor.last >= page.head or conn.closed.is_set():
+            if not page.events or (conn.bcursor.last >= page.head and not conn.has_bgap()):
                 return
+
+    async def _refill_from_ring(self, conn: Connection) -> None:
+        """After a resync moved the connection's cursor: the records this replica has already
+        passed beyond it (the reset dropped any it held) come again from the ring."""
+        assert conn.bepoch is not None and conn.bcursor is not None
+        again = self.feed.since(Position(conn.bepoch, conn.bcursor.last))
+        if again:
+            await self._feed_conn(conn, conn.bepoch, again)
 
     async def _feed_conn(self, conn: Connection, epoch: str, records: list[EventRecord]) -> None:
         for rec in records:
+            if conn.bepoch != epoch:
+                return  # resynced into another epoch meanwhile: these records are not its
             await conn.wait_room(self.settings.send_timeout_s)
             conn.offer_broadcast(epoch, rec)
 
@@ -87,10 +116,32 @@ class BroadcastStream:
                 protocol.broadcast_frame(rec.type, rec.seq, rec.id, rec.data), tp))
             for conn in list(self.conns.values()):
                 conn.offer_broadcast(epoch, rec, shared)
+                if conn.has_bgap() and not conn.replaying:
+                    self._fill_conn_later(conn)
             self.delivered += 1
             metrics.published_lag(rec.ts)
         if self.feed.has_gap() and (self._fill is None or self._fill.done()):
             self._fill = asyncio.create_task(self._fill_gap())
+
+    def _fill_conn_later(self, conn: Connection) -> None:
+        """A connection whose broadcast cursor has a gap the replica's feed won't fill (the
+        feed has passed those records: a corner of resume and resync): after the gap hold,
+        read them for that connection alone."""
+        if conn.conn_id in self._conn_fills:
+            return
+
+        async def fill() -> None:
+            try:
+                await asyncio.sleep(self.settings.gap_hold_s)
+                if conn.has_bgap():
+                    await self._fill_conn(conn)
+            except ActorUnavailable as e:
+                log.warning("broadcast gap fill for %s failed: %s", conn.conn_id, e)
+                conn.fail(protocol.UNAVAILABLE)
+            finally:
+                self._conn_fills.pop(conn.conn_id, None)
+
+        self._conn_fills[conn.conn_id] = asyncio.create_task(fill())
 
     async def _fill_gap(self) -> None:
         started = self.feed.gap_started
@@ -115,6 +166,8 @@ class BroadcastStream:
             except ActorUnavailable as e:
                 log.warning("broadcast %s failed: %s", why, e)
                 return
+            if (feed.epoch or NO_EPOCH) != epoch:
+                return  # the feed moved to another epoch meanwhile: this answer is stale
             if page.resync:
                 self._restart(page.epoch, page.head, why)
                 return
@@ -141,8 +194,10 @@ class BroadcastStream:
         async with self._learning:  # one read for all the connections that wait on it
             if not self.feed.known:
                 page = await self.sessions.read(BROADCAST_LOG, NO_EPOCH, 0, 1)
-                self.feed.learn(page.epoch, page.head)
+                if not self.feed.known:  # a live record may have taught it meanwhile
+                    self.feed.learn(page.epoch, page.head)
 
     def close(self) -> None:
-        if self._fill is not None:
-            self._fill.cancel()
+        for task in [self._fill, *self._conn_fills.values()]:
+            if task is not None:
+                task.cancel()

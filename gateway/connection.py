@@ -46,6 +46,7 @@ class Connection:
         self.bcursor: SeqCursor[Item] | None = None
         self.bearly: list[tuple[str, Item]] = []
         self.breplay: list[EventRecord] | None = []  # what to replay; None = read the log
+        self.breplay_epoch: str | None = None  # the epoch of the records in breplay
         self.conn_filter: Filters | None = None
         # The user's persisted filters: the actor applies them to the user log, this
         # connection applies them to broadcasts (from the attach answer, and user-scope

@@ -114,6 +114,9 @@ class Hub:
                 conn.user, conn.conn_id, conn.device,
                 str(point.user) if point else None, self.liveness
             )
+            # Before the next await: a user-scope subscribe through this replica from now on
+            # (set_user_filter) must not be overwritten by this older answer.
+            conn.user_filter = None if res.filters.is_empty() else res.filters
             if res.outcome != "too_many_connections":
                 await self.broadcasts.start(conn, point.broadcast if point else None)
         except ActorUnavailable as e:
@@ -121,7 +124,6 @@ class Hub:
         if res.outcome == "too_many_connections":
             raise AttachRefused(protocol.TOO_MANY_CONNECTIONS, "connection limit for this user")
         metrics.attached(since, res.resumed, res.reason)
-        conn.user_filter = None if res.filters.is_empty() else res.filters
         epoch, head = res.epoch, res.head
         start = head if res.outcome == "resync" else res.start
         assert conn.bepoch is not None and conn.bcursor is not None

@@ -5,14 +5,17 @@ filters, and a lost forward healed by the heartbeat's check."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from actors.contract import ReadAnswer
 from actors.session_core import EventRecord, Filters, IncomingEvent, Limits
 from gateway import protocol
 from gateway.broadcast_feed import BroadcastFeed
 from gateway.connection import Connection
+from gateway.hub import Hub
 from gateway.topic_schema import TaskEvent
 from tests.unit.test_fanout_batches import Cluster
 from vocab.ids import BROADCAST_LOG, USER_ID_RE
@@ -201,3 +204,126 @@ async def test_a_lost_forward_is_filled_by_the_heartbeat_check(cluster: Cluster)
     cluster.fanouts["gw-a"].close()
     await cluster.hubs["gw-b"].broadcasts.check()  # what the heartbeat runs
     assert bseqs(b) == [1, 2]
+
+
+# -- races found in review: a read in flight while live broadcasts or a new epoch arrive ---------
+def point(w: dict[str, Any]) -> str:
+    return f"{w['epoch']}:{w['seq']},{w['bepoch']}:{w['bseq']}"
+
+
+def lose_the_log(cluster: Cluster) -> None:
+    """The broadcast log's state is gone (store wiped, actor deactivated): a new epoch."""
+    cluster.world.sessions.pop(BROADCAST_LOG, None)
+    cluster.world.store.pop(BROADCAST_LOG, None)
+
+
+def during_log_reads(hub: Hub, then: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+    """Run `then` while each read of the broadcast log is on its way back; returns the undo."""
+    sessions = hub.broadcasts.sessions
+    orig = sessions.read
+
+    async def read(user: str, epoch: str, after: int, limit: int = 500) -> ReadAnswer:
+        answer = await orig(user, epoch, after, limit)
+        if user == BROADCAST_LOG:
+            await then()
+        return answer
+
+    sessions.read = read  # type: ignore[method-assign]
+    return lambda: setattr(sessions, "read", orig)
+
+
+async def test_a_live_broadcast_during_a_resync_read_is_not_lost(cluster: Cluster) -> None:
+    a = await cluster.connect("gw-a", "ann")
+    since = point(bframes(a)[0])
+    await cluster.hubs["gw-a"].remove(a)
+    await cluster.fanouts["gw-a"].handle_batch([bc(n) for n in range(1, 61)])  # log keeps 50
+    hub = cluster.hubs["gw-b"]
+    hub.broadcasts.feed = BroadcastFeed(ring=4)  # the resume must read the log
+    hub.broadcasts.feed.learn(cluster.world.sessions[BROADCAST_LOG].meta.epoch, 60)
+    undo = during_log_reads(hub, lambda: cluster.fanouts["gw-a"].handle_batch([bc(61)]))
+    back = hub.new_connection("ann", "dev-ann", "websocket", 1e12)
+    await hub.replay(back, await hub.register(back, since))
+    undo()
+    await cluster.fanouts["gw-a"].handle_batch([bc(62)])
+    frames = bframes(back)
+    assert [f.get("reason") for f in frames if f["type"] == "resync_required"] == ["too_old"]
+    assert [f["bseq"] for f in frames if "data" in f] == [61, 62]  # no gap after the resync
+
+
+async def test_a_new_epoch_during_the_resume_read_never_moves_the_stream_back(
+    cluster: Cluster,
+) -> None:
+    a = await cluster.connect("gw-a", "ann")
+    since = point(bframes(a)[0])
+    await cluster.hubs["gw-a"].remove(a)
+    await cluster.fanouts["gw-a"].handle_batch([bc(1), bc(2)])
+    lose_the_log(cluster)
+    await cluster.fanouts["gw-a"].handle_batch([bc(101)])  # new epoch, seq 1
+    hub = cluster.hubs["gw-b"]
+    undo = during_log_reads(hub, lambda: cluster.fanouts["gw-a"].handle_batch([bc(102)]))
+    back = hub.new_connection("ann", "dev-ann", "websocket", 1e12)
+    await hub.replay(back, await hub.register(back, since))
+    undo()
+    await cluster.fanouts["gw-a"].handle_batch([bc(n) for n in range(103, 106)])
+    frames = bframes(back)
+    got = [(f["bseq"], f["id"]) for f in frames if "data" in f]
+    assert got[-3:] == [(3, "b103"), (4, "b104"), (5, "b105")], got
+    assert back.bcursor is not None and back.bcursor.held == 0
+
+
+async def test_ring_records_of_an_old_epoch_are_never_sent_as_new_ones() -> None:
+    cluster = Cluster(Limits(max_events=500))
+    await cluster.start()
+    hub = cluster.hubs["gw-a"]
+    a = await cluster.connect("gw-a", "ann")
+    since = point(bframes(a)[0])
+    await hub.remove(a)
+    await cluster.fanouts["gw-a"].handle_batch([bc(n) for n in range(1, 6)])  # in the ring
+    back = hub.new_connection("ann", "dev-ann", "websocket", 1e12)
+    page = await hub.register(back, since)
+    lose_the_log(cluster)  # between the welcome and the replay: a new epoch goes live
+    await cluster.fanouts["gw-a"].handle_batch([bc(101)])
+    await hub.replay(back, page)
+    await cluster.fanouts["gw-a"].handle_batch([bc(102), bc(103)])
+    got = [(f["bseq"], f["id"]) for f in bframes(back) if "data" in f]
+    assert got == [(1, "b101"), (2, "b102"), (3, "b103")], got
+
+
+async def test_a_stale_log_page_never_takes_the_feed_back_to_the_old_epoch(
+    cluster: Cluster,
+) -> None:
+    hub = cluster.hubs["gw-b"]
+    b = await cluster.connect("gw-b", "bob")
+    bframes(b)
+    await cluster.fanouts["gw-a"].handle_batch([bc(1), bc(2)])
+    cluster.peers.down.add("mem://gw-b")
+    await cluster.fanouts["gw-a"].handle_batch([bc(3)])  # gw-b misses it: the check's page has it
+    cluster.peers.down.clear()
+    cluster.fanouts["gw-a"].close()
+
+    async def new_epoch_goes_live() -> None:
+        lose_the_log(cluster)
+        await cluster.fanouts["gw-a"].handle_batch([bc(101)])
+
+    undo = during_log_reads(hub, new_epoch_goes_live)
+    await hub.broadcasts.check()
+    undo()
+    assert hub.broadcasts.feed.epoch == cluster.world.sessions[BROADCAST_LOG].meta.epoch
+    resyncs = [f for f in bframes(b) if f["type"] == "resync_required"]
+    assert [f["epoch"] for f in resyncs] == [hub.broadcasts.feed.epoch]  # once, forward only
+
+
+async def test_a_user_filter_set_during_register_is_kept(cluster: Cluster) -> None:
+    hub = cluster.hubs["gw-a"]
+    hub.broadcasts.feed = BroadcastFeed()  # unknown: start() awaits a read
+    new = Filters(types=frozenset({"task_deleted"}))
+
+    async def subscribe() -> None:  # what FrameHandler does for a user-scope subscribe
+        await hub.sessions.set_filters("ann", new)
+        hub.set_user_filter("ann", new)
+
+    conn = hub.new_connection("ann", "dev-ann", "websocket", 1e12)
+    undo = during_log_reads(hub, subscribe)
+    await hub.register(conn, None)
+    undo()
+    assert conn.user_filter == new
