@@ -117,13 +117,13 @@ class BroadcastStream:
             for conn in list(self.conns.values()):
                 conn.offer_broadcast(epoch, rec, shared)
                 if conn.has_bgap() and not conn.replaying:
-                    self._fill_conn_later(conn)
+                    self.fill_later(conn)
             self.delivered += 1
             metrics.published_lag(rec.ts)
         if self.feed.has_gap() and (self._fill is None or self._fill.done()):
             self._fill = asyncio.create_task(self._fill_gap())
 
-    def _fill_conn_later(self, conn: Connection) -> None:
+    def fill_later(self, conn: Connection) -> None:
         """A connection whose broadcast cursor has a gap the replica's feed won't fill (the
         feed has passed those records: a corner of resume and resync): after the gap hold,
         read them for that connection alone."""

@@ -159,6 +159,8 @@ class Hub:
             conn.replaying = False
         conn.drain_early()
         self._check_gap(conn)
+        if conn.has_bgap():  # e.g. a long replay's last page was cut: don't wait for the next
+            self.broadcasts.fill_later(conn)
 
     async def _replay(self, conn: Connection, events: list[EventRecord], more: bool) -> None:
         assert conn.epoch is not None and conn.cursor is not None
