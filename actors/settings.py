@@ -3,10 +3,11 @@ docs/operations.md). A bad value refuses to start with the variable's name."""
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from actors.session_types import Limits
+from vocab.settings_load import load_or_exit as load_settings
 
 
 def _env(name: str) -> AliasChoices:
@@ -37,8 +38,4 @@ class SessionSettings(BaseSettings):
 
 
 def load_or_exit() -> SessionSettings:
-    try:
-        return SessionSettings()
-    except ValidationError as e:
-        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
-        raise SystemExit("invalid sessions host settings:\n" + "\n".join(lines)) from None
+    return load_settings(SessionSettings, "sessions host")

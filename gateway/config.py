@@ -9,8 +9,10 @@ import os
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from vocab.settings_load import load_or_exit as load_settings
 
 _ID = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -113,9 +115,5 @@ class Settings(BaseSettings):
 
 
 def load_or_exit() -> Settings:
-    """Settings for a process entry point: a clear message and exit 2 on a bad value."""
-    try:
-        return Settings()
-    except ValidationError as e:
-        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
-        raise SystemExit("invalid gateway settings:\n" + "\n".join(lines)) from None
+    """Settings for a process entry point: a clear message and a non-zero exit on a bad value."""
+    return load_settings(Settings, "gateway")

@@ -71,7 +71,6 @@ class Fanout:
         self.held = 0  # events the actor held because an earlier version of the task is missing
         self.released = 0  # held events of earlier turns routed when a later turn recorded them
         self.stale = 0  # events superseded by a later version of their task
-        self.broadcasts = 0  # broadcast records routed from this replica's actor answers
         self.release_timers = ReleaseTimers(self._release)
         self._release_failures: dict[str, int] = {}
 
@@ -154,7 +153,6 @@ class Fanout:
 
     def _route_broadcast(self, epoch: str, records: list[EventRecord]) -> None:
         """Broadcasts go to every connection here and ONE forward per other live replica."""
-        self.broadcasts += len(records)
         for record in records:
             self.hub.broadcasts.deliver(epoch, record)
         me = self.settings.replica_id

@@ -134,10 +134,8 @@ async def _stream(conn: Connection, ctx: Context) -> AsyncIterator[str]:
 
 def _has_position(out: protocol.Frame) -> bool:
     # Only frames that move the position carry an id (so Last-Event-ID is always a position).
-    frame = protocol.body(out)
-    return frame.get("type") in ("welcome", "resync_required") or (
-        ("seq" in frame or "bseq" in frame) and "data" in frame
-    )
+    kind = protocol.body(out).get("type")
+    return kind in ("welcome", "resync_required") or protocol.is_event(out)
 
 
 async def sse_post(request: Request, ctx: Context, conn_id: str, action: str) -> Response:
