@@ -8,6 +8,7 @@ loss to the cursor.
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from actors.session_core import EventRecord, Filters
 from gateway import metrics, protocol
@@ -140,29 +141,34 @@ class Connection:
         if self.closed.is_set():
             return
         if self.cursor is None:
-            self.early.append((epoch, (item, shared)))
-            if len(self.early) > self.max_held:
-                self.fail(protocol.SLOW_CONSUMER)
+            self._hold_early(self.early, epoch, item, shared)
             return
         if epoch != self.epoch:
             # The user's log restarted (state lost): say so instead of pretending continuity.
-            self.epoch = epoch
-            self.cursor.reset(item.seq - 1)
-            metrics.resync("epoch_changed")
-            self.push(
-                protocol.resync_required(epoch, item.seq - 1, "epoch_changed"),
-                self.position(item.seq - 1),
-            )
-        for ready, frame in self.cursor.offer(item.seq, (item, shared), time.monotonic()):
-            if self.conn_filter is None or self.conn_filter.matches(
-                ready.type, ready.task_id, ready.list_id
-            ):
-                self.push(
-                    frame or protocol.event_frame(ready.type, ready.seq, ready.id, ready.data),
-                    self.position(ready.seq),
-                )
-        if self.cursor.overflowed:
+            self.resync(epoch, item.seq - 1, "epoch_changed")
+        self._release(self.cursor, item, shared, self._wants_user, _user_frame, self.position)
+
+    def _hold_early(self, early: list[tuple[str, Item]], epoch: str, item: EventRecord,
+                    shared: protocol.SharedFrame | None) -> None:
+        early.append((epoch, (item, shared)))
+        if len(early) > self.max_held:
             self.fail(protocol.SLOW_CONSUMER)
+
+    def _release(
+        self, cursor: SeqCursor[Item], item: EventRecord, shared: protocol.SharedFrame | None,
+        wants: Callable[[EventRecord], bool], frame_of: Callable[[EventRecord], protocol.Frame],
+        position_of: Callable[[int], str],
+    ) -> None:
+        """Order one record by its stream's cursor; push what is ready and wanted."""
+        for ready, frame in cursor.offer(item.seq, (item, shared), time.monotonic()):
+            if wants(ready):
+                self.push(frame or frame_of(ready), position_of(ready.seq))
+        if cursor.overflowed:
+            self.fail(protocol.SLOW_CONSUMER)
+
+    def _wants_user(self, r: EventRecord) -> bool:
+        # The user's own filters were applied by the actor when it recorded the event.
+        return self.conn_filter is None or self.conn_filter.matches(r.type, r.task_id, r.list_id)
 
     def drain_early(self) -> None:
         early, self.early = self.early, []
@@ -185,20 +191,11 @@ class Connection:
         if self.closed.is_set():
             return
         if self.bcursor is None or self.cursor is None:  # nothing before the welcome
-            self.bearly.append((epoch, (item, shared)))
-            if len(self.bearly) > self.max_held:
-                self.fail(protocol.SLOW_CONSUMER)
+            self._hold_early(self.bearly, epoch, item, shared)
             return
         if epoch != self.bepoch:
             self.bresync(epoch, item.seq - 1, "epoch_changed")
-        for ready, frame in self.bcursor.offer(item.seq, (item, shared), time.monotonic()):
-            if self._wants(ready):
-                self.push(
-                    frame or protocol.broadcast_frame(ready.type, ready.seq, ready.id, ready.data),
-                    self.bposition(ready.seq),
-                )
-        if self.bcursor.overflowed:
-            self.fail(protocol.SLOW_CONSUMER)
+        self._release(self.bcursor, item, shared, self._wants, _broadcast_frame, self.bposition)
 
     def _wants(self, r: EventRecord) -> bool:
         return all(f is None or f.matches(r.type, r.task_id, r.list_id)
@@ -233,3 +230,11 @@ class Connection:
         # A client can't ack beyond what it was sent.
         last = self.cursor.last if self.cursor is not None else 0
         self.pending_ack = max(self.pending_ack, min(seq, last))
+
+
+def _user_frame(r: EventRecord) -> protocol.Frame:
+    return protocol.event_frame(r.type, r.seq, r.id, r.data)
+
+
+def _broadcast_frame(r: EventRecord) -> protocol.Frame:
+    return protocol.broadcast_frame(r.type, r.seq, r.id, r.data)
