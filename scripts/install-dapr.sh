@@ -11,6 +11,7 @@ CACHE_ROOT="${TASKSYNC_CACHE:-$HOME/.cache/tasksync}"
 OUT="$CACHE_ROOT/dapr-$DAPR_VERSION"
 STAMP="$OUT/.built"
 
+source "$(dirname "$0")/go-module-source.sh"
 log() { printf '[install-dapr] %s\n' "$*" >&2; }
 
 if [[ -f "$STAMP" && -x "$OUT/daprd" && -x "$OUT/placement" && -x "$OUT/scheduler" ]]; then
@@ -25,13 +26,8 @@ export CGO_ENABLED=0
 start=$(date +%s)
 
 log "downloading github.com/dapr/dapr@v$DAPR_VERSION from the Go module proxy"
-SRC_DIR=$(go mod download -json "github.com/dapr/dapr@v$DAPR_VERSION" \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit("go mod download: "+d.get("Error","no Dir")))')
 BUILD_DIR="$CACHE_ROOT/src/dapr-$DAPR_VERSION"
-if [[ ! -f "$BUILD_DIR/go.mod" ]]; then
-  rm -rf "$BUILD_DIR"; mkdir -p "$(dirname "$BUILD_DIR")"
-  cp -r "$SRC_DIR" "$BUILD_DIR"; chmod -R u+w "$BUILD_DIR"
-fi
+go_module_source "github.com/dapr/dapr" "$DAPR_VERSION" "$BUILD_DIR"
 
 log "building daprd, placement, scheduler (-tags stablecomponents); this takes many minutes on 2 cores"
 ( cd "$BUILD_DIR" && go build -trimpath -tags stablecomponents -ldflags "-s -w \

@@ -13,6 +13,7 @@ CACHE_ROOT="${TASKSYNC_CACHE:-$HOME/.cache/tasksync}"
 OUT="$CACHE_ROOT/jaeger-$JAEGER_VERSION"
 STAMP="$OUT/.built"
 
+source "$(dirname "$0")/go-module-source.sh"
 log() { printf '[install-jaeger] %s\n' "$*" >&2; }
 
 if [[ -f "$STAMP" && -x "$OUT/jaeger" ]]; then
@@ -27,13 +28,8 @@ export CGO_ENABLED=0
 start=$(date +%s)
 
 log "downloading github.com/jaegertracing/jaeger@v$JAEGER_VERSION from the Go module proxy"
-SRC_DIR=$(go mod download -json "github.com/jaegertracing/jaeger@v$JAEGER_VERSION" \
-  | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit("go mod download: "+d.get("Error","no Dir")))')
 BUILD_DIR="$CACHE_ROOT/src/jaeger-$JAEGER_VERSION"
-if [[ ! -f "$BUILD_DIR/go.mod" ]]; then
-  rm -rf "$BUILD_DIR"; mkdir -p "$(dirname "$BUILD_DIR")"
-  cp -r "$SRC_DIR" "$BUILD_DIR"; chmod -R u+w "$BUILD_DIR"
-fi
+go_module_source "github.com/jaegertracing/jaeger" "$JAEGER_VERSION" "$BUILD_DIR"
 
 # No `ui` build tag: the query API is all the tests need; the UI shows a placeholder page.
 log "building cmd/jaeger; this takes several minutes on 2 cores"
