@@ -40,14 +40,11 @@ class BroadcastFeed:
     def has_gap(self) -> bool:
         return self._cursor.gap() is not None
 
-    def learn(self, epoch: str, head: int) -> bool:
-        """What the log says (a read). Moves forward only within an epoch; another epoch starts
-        over. True when the epoch changed (every stream of ours must resync)."""
-        if epoch == self.epoch:
-            return False  # records come through offer(); a head alone proves nothing here
-        changed = self.epoch is not None
-        self.restart(epoch, head)
-        return changed
+    def learn(self, epoch: str, head: int) -> None:
+        """What the log says (a read). Within the feed's epoch a head alone proves nothing
+        (records come through offer()); another epoch starts over from it."""
+        if epoch != self.epoch:
+            self.restart(epoch, head)
 
     def restart(self, epoch: str, head: int) -> None:
         """Continue from (epoch, head) and forget the rest (the log can't fill our gap)."""
@@ -55,20 +52,17 @@ class BroadcastFeed:
         self._cursor.reset(head)
         self._ring.clear()
 
-    def offer(self, epoch: str, record: EventRecord, now: float) -> tuple[bool, list[EventRecord]]:
-        """One record, live or read from the log. Returns (epoch changed, records now in order).
-        A record of another epoch starts the feed over from just before it."""
-        changed = False
+    def offer(self, epoch: str, record: EventRecord, now: float) -> list[EventRecord]:
+        """One record, live or read from the log: the records now in order. A record of
+        another epoch starts the feed over from just before it (each connection's own cursor
+        sees the new epoch and tells its client to resync)."""
         if epoch != self.epoch:
-            changed = self.epoch is not None
-            self.epoch = epoch
-            self._cursor.reset(record.seq - 1)
-            self._ring.clear()
+            self.restart(epoch, record.seq - 1)
         # Beyond max_held waiting records the cursor drops new ones: the gap fill reads the log
         # until it reaches the log's head, which brings them back in order.
         ready = self._cursor.offer(record.seq, record, now)
         self._ring.extend(ready)
-        return changed, ready
+        return ready
 
     def since(self, pos: Position) -> list[EventRecord] | None:
         """Records after `pos` from memory, or None when memory does not cover them (another

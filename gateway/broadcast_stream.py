@@ -109,7 +109,7 @@ class BroadcastStream:
     # -- live --------------------------------------------------------------------------------
     def deliver(self, epoch: str, record: EventRecord) -> None:
         """A recorded broadcast (from our own fan-out, a forward, or a log read)."""
-        _, ready = self.feed.offer(epoch, record, time.monotonic())
+        ready = self.feed.offer(epoch, record, time.monotonic())
         tp = tracing.active()  # a traced delivery's frames carry its context (docs/protocol.md)
         for rec in ready:
             shared = protocol.SharedFrame(tracing.tag(
