@@ -58,6 +58,8 @@ MUST_FAIL: dict[str, tuple[list[str], str]] = {
     "grace period below the drain": (
         ["--set", "gateway.terminationGracePeriodSeconds=20"], "below the drain time"),
     "unknown broker": (["--set", "pubsub.broker=nats"], "pubsub.broker must be"),
+    "bulk with redis and app health checks": (
+        ["--set", "subscription.bulk.enabled=true"], "daprd stops consuming"),
     "sessions grace below preStop": (
         ["--set", "sessions.terminationGracePeriodSeconds=12"], "sessions.terminationGrace"),
     "untemplated kafka auth": (
@@ -309,6 +311,18 @@ def iter_contract(objs: list[dict[str, Any]], scenario: str, values: dict[str, A
         assert "value" not in env["TASKSYNC_JWT_SECRET"]
     yield "gateway: replica id from the pod name, JWT secret from a Secret", gateway_pod
 
+    def gateway_health() -> None:
+        _, _, ann = app("gateway")
+        want = {**values["dapr"]["appHealth"], **values["gateway"].get("appHealth", {})}
+        got = (ann["dapr.io/app-health-probe-interval"], ann["dapr.io/app-health-threshold"])
+        assert got == (str(want["probeIntervalSeconds"]), str(want["threshold"])), got
+        # The verdict on a dead gateway must come before its messages are re-claimed, or its
+        # daprd may re-claim them itself (docs/operations.md, Failover).
+        timeout_ms = int(values["pubsub"]["redisStreams"]["processingTimeout"])
+        assert want["probeIntervalSeconds"] * want["threshold"] * 1000 <= timeout_ms, (
+            "gateway health verdict slower than processingTimeout")
+    yield "gateway: app health overrides, verdict within processingTimeout", gateway_health
+
     def optional_token(env: dict[str, dict[str, Any]], var: str, secret: str) -> None:
         if not secret:
             assert var not in env, f"{var} rendered although its Secret name is empty"
@@ -424,6 +438,9 @@ def iter_contract(objs: list[dict[str, Any]], scenario: str, values: dict[str, A
         assert sub["spec"]["pubsubname"] == "pubsub" and sub["spec"]["topic"] == "task-updates"
         assert sub["spec"]["routes"]["default"] == "/internal/dapr/task-updates"
         assert sub["spec"]["deadLetterTopic"], "dead-letter topic"
+        if values["pubsub"]["broker"] == "redis" and values["dapr"]["appHealth"]["enabled"]:
+            assert "bulkSubscribe" not in sub["spec"], (
+                "bulk subscribe with Redis + app health checks leaks daprd's workers")
         res = by_kind(objs, "Resiliency")
         assert len(res) == 1
         assert res[0]["spec"]["targets"]["components"]["pubsub"]["inbound"]["retry"]

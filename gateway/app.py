@@ -159,14 +159,8 @@ def create_app(
                 continue
             metrics.UNSTAMPED.inc(ev.published_at is None)
             batch.append((entry_id, ev))
-        try:
-            results = await ctx.fanout.handle_batch([ev for _, ev in batch])
-        except Exception:
-            # Not a transient failure (those come back as per-entry RETRY): a bug. Counted and
-            # logged with its traceback; the 500 makes daprd retry the batch.
-            ctx.fanout.bugs += 1
-            log.exception("fan-out of a batch of %d failed", len(batch))
-            raise
+        # A bug raises (counted and logged by the fan-out): the 500 makes daprd retry the batch.
+        results = await ctx.fanout.ingest_batch([ev for _, ev in batch])
         for (entry_id, _), ok in zip(batch, results, strict=True):
             statuses.append({"entryId": entry_id, "status": "SUCCESS" if ok else "RETRY"})
         metrics.RETRIED.inc(results.count(False))

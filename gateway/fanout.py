@@ -61,7 +61,11 @@ class Fanout:
         self.sessions = sessions
         self.hub = hub
         self.peers = peers
-        self._outboxes: dict[str, Outbox[ForwardItem]] = {}
+        self._outboxes: dict[str, Outbox[ForwardItem, None]] = {}
+        # Topic messages delivered one per request (no bulk subscribe: docs/operations.md,
+        # Failover) still reach the actors in batches: those that arrive while a batch is in
+        # flight go out together, one actor call per user.
+        self._ingest = Outbox[TaskEvent, bool](self.ingest_batch)
         # Counters for /internal/stats (benchmarks report actor calls per event from them).
         self.actor_calls = 0
         self.events = 0
@@ -75,10 +79,21 @@ class Fanout:
         self._release_failures: dict[str, int] = {}
 
     async def handle(self, ev: TaskEvent) -> None:
-        """One message; raises ActorUnavailable when it must be retried."""
-        (ok,) = await self.handle_batch([ev])
-        if not ok:
+        """One message, batched with the others in flight; raises ActorUnavailable when it must
+        be retried."""
+        if not await self._ingest.add(ev):
             raise ActorUnavailable(f"event {ev.event.id}: delivery failed, retry")
+
+    async def ingest_batch(self, batch: Sequence[TaskEvent]) -> list[bool]:
+        """handle_batch for topic messages. A failure that is not transient (those come back as
+        False) is a bug: counted and logged once per batch, then raised to every message of the
+        batch so daprd retries them."""
+        try:
+            return await self.handle_batch(batch)
+        except Exception:
+            self.bugs += 1
+            log.exception("fan-out of a batch of %d failed", len(batch))
+            raise
 
     async def handle_batch(self, batch: Sequence[TaskEvent]) -> list[bool]:
         """Deliver a batch; returns, per message, True when done, False when it must be retried
@@ -220,13 +235,14 @@ class Fanout:
         """Drain: no release turn from this replica any more (the next deliver releases)."""
         self.release_timers.close()
 
-    def _outbox(self, replica: str) -> Outbox[ForwardItem]:
+    def _outbox(self, replica: str) -> Outbox[ForwardItem, None]:
         box = self._outboxes.get(replica)
         if box is None:
-            async def send(items: list[ForwardItem]) -> None:
+            async def send(items: list[ForwardItem]) -> list[None]:
                 await self._forward(replica, items)
+                return [None] * len(items)
 
-            box = self._outboxes[replica] = Outbox[ForwardItem](send)
+            box = self._outboxes[replica] = Outbox[ForwardItem, None](send)
         return box
 
     async def _forward(self, replica: str, items: list[ForwardItem]) -> None:

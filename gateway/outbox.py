@@ -1,32 +1,35 @@
-"""Calls batched without waiting (Nagle): forwards to one replica.
+"""Calls batched without waiting (Nagle): forwards to one replica, and topic messages into one
+fan-out batch.
 
 Items added in the same event-loop turn go out together; while a batch is in flight, new items
 wait and leave together as soon as it completes. An idle channel adds no delay, a busy one sends
-bigger batches. Each `add` returns a future for the outcome of the batch that carried the item,
-so the topic message behind it is acknowledged only once its forward landed.
+bigger batches. `send` answers one result per item, and each `add` returns a future for its own
+item's result (or the batch's exception), so the topic message behind it is acknowledged only
+once its own part of the batch landed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-class Outbox(Generic[T]):
-    def __init__(self, send: Callable[[list[T]], Awaitable[None]]) -> None:
+class Outbox(Generic[T, R]):
+    def __init__(self, send: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
         self._send = send
         self._items: list[T] = []
-        self._futures: list[asyncio.Future[None]] = []
+        self._futures: list[asyncio.Future[R]] = []
         self._scheduled = False
         self._in_flight = False
         self.batches = 0  # sent so far (tests and stats)
 
-    def add(self, item: T) -> asyncio.Future[None]:
+    def add(self, item: T) -> asyncio.Future[R]:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[R] = loop.create_future()
         self._items.append(item)
         self._futures.append(fut)
         if not self._scheduled and not self._in_flight:
@@ -45,14 +48,17 @@ class Outbox(Generic[T]):
         task = asyncio.ensure_future(self._send(items))
         task.add_done_callback(lambda t: self._done(t, futures))
 
-    def _done(self, task: asyncio.Future[None], futures: list[asyncio.Future[None]]) -> None:
+    def _done(self, task: asyncio.Future[Sequence[R]], futures: list[asyncio.Future[R]]) -> None:
         self._in_flight = False
         exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
-        for fut in futures:
+        results = task.result() if exc is None else []
+        if exc is None and len(results) != len(futures):
+            exc = RuntimeError(f"send answered {len(results)} results for {len(futures)} items")
+        for i, fut in enumerate(futures):
             if fut.done():
                 continue
             if exc is None:
-                fut.set_result(None)
+                fut.set_result(results[i])
             else:
                 fut.set_exception(exc)
         if self._items and not self._scheduled:

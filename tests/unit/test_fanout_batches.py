@@ -296,3 +296,34 @@ async def test_release_timers_are_one_per_user_bounded_and_closed() -> None:
     timers.arm("u2", 0.01)
     await asyncio.sleep(0.05)
     assert sorted(fired) == ["u1", "u2"] and len(timers) == 0
+
+
+async def test_messages_delivered_one_per_request_reach_the_actors_in_batches(
+    cluster: Cluster,
+) -> None:
+    """Without bulk subscribe daprd sends one message per request; the ones that arrive together
+    (or while a batch is in flight) share a batch: one actor call per user, order kept."""
+    a = await cluster.connect("gw-a", "alice")
+    frames(a)
+    fan = cluster.fanouts["gw-a"]
+    cluster.world.calls.clear()
+    calls_before = fan.actor_calls
+    await asyncio.gather(*(fan.handle(ev(n, "alice")) for n in range(1, 6)))
+    assert fan.actor_calls - calls_before == 1
+    assert [c for c in cluster.world.calls if c[1] == "deliver"] == [("alice", "deliver")]
+    assert [(f["seq"], f["id"]) for f in frames(a)] == [(n, f"e{n}") for n in range(1, 6)]
+
+
+async def test_a_bug_in_a_coalesced_batch_fails_every_message_and_is_counted_once(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fan = cluster.fanouts["gw-a"]
+
+    async def broken(batch: Any) -> list[bool]:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(fan, "handle_batch", broken)
+    results = await asyncio.gather(*(fan.handle(ev(n, "zed")) for n in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, KeyError) for r in results)
+    assert fan.bugs == 1

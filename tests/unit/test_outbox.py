@@ -1,5 +1,5 @@
-"""The forward outbox (gateway/outbox.py): no added delay when idle, bigger batches when busy, and
-each item learns the outcome of exactly the batch that carried it."""
+"""The outbox (gateway/outbox.py): no added delay when idle, bigger batches when busy, and each
+item learns its own result from exactly the batch that carried it."""
 
 import asyncio
 
@@ -18,9 +18,10 @@ async def test_items_of_one_turn_go_together_and_later_ones_wait_for_the_flight(
     gate = asyncio.Event()
     sent: list[list[int]] = []
 
-    async def send(items: list[ForwardItem]) -> None:
+    async def send(items: list[ForwardItem]) -> list[None]:
         sent.append([i.record.seq for i in items])
         await gate.wait()
+        return [None] * len(items)
 
     box = Outbox(send)
     first = [box.add(item(1)), box.add(item(2))]
@@ -36,11 +37,12 @@ async def test_items_of_one_turn_go_together_and_later_ones_wait_for_the_flight(
 async def test_a_failed_batch_fails_only_its_own_items() -> None:
     calls = 0
 
-    async def send(items: list[ForwardItem]) -> None:
+    async def send(items: list[ForwardItem]) -> list[None]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise ConnectionError("peer down")
+        return [None] * len(items)
 
     box = Outbox(send)
     a = box.add(item(1))
@@ -49,3 +51,23 @@ async def test_a_failed_batch_fails_only_its_own_items() -> None:
     b = box.add(item(2))
     await b
     assert calls == 2
+
+
+async def test_each_item_gets_its_own_result() -> None:
+    async def send(items: list[int]) -> list[bool]:
+        return [n % 2 == 0 for n in items]
+
+    box = Outbox[int, bool](send)
+    assert await asyncio.gather(*(box.add(n) for n in range(5))) == [True, False, True, False, True]
+    assert box.batches == 1
+
+
+async def test_a_send_that_answers_the_wrong_number_of_results_fails_its_items() -> None:
+    async def send(items: list[int]) -> list[bool]:
+        return [True]  # one result for a batch of two: which item is it for?
+
+    box = Outbox[int, bool](send)
+    a, b = box.add(1), box.add(2)
+    for fut in (a, b):
+        with pytest.raises(RuntimeError, match="1 results for 2 items"):
+            await fut

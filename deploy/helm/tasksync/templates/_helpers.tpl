@@ -76,11 +76,12 @@ dapr.io/config: {{ $v.dapr.config | quote }}
 dapr.io/log-level: {{ $v.dapr.logLevel | quote }}
 dapr.io/api-token-secret: {{ $v.secrets.daprApiToken | quote }}
 dapr.io/app-token-secret: {{ $v.secrets.appApiToken | quote }}
-dapr.io/enable-app-health-check: {{ $v.dapr.appHealth.enabled | quote }}
-dapr.io/app-health-check-path: {{ $v.dapr.appHealth.path | quote }}
-dapr.io/app-health-probe-interval: {{ $v.dapr.appHealth.probeIntervalSeconds | quote }}
-dapr.io/app-health-probe-timeout: {{ $v.dapr.appHealth.probeTimeoutMs | quote }}
-dapr.io/app-health-threshold: {{ $v.dapr.appHealth.threshold | quote }}
+{{- $h := mergeOverwrite (deepCopy $v.dapr.appHealth) (.app.appHealth | default dict) }}
+dapr.io/enable-app-health-check: {{ $h.enabled | quote }}
+dapr.io/app-health-check-path: {{ $h.path | quote }}
+dapr.io/app-health-probe-interval: {{ $h.probeIntervalSeconds | quote }}
+dapr.io/app-health-probe-timeout: {{ $h.probeTimeoutMs | quote }}
+dapr.io/app-health-threshold: {{ $h.threshold | quote }}
 dapr.io/enable-metrics: "true"
 dapr.io/sidecar-seccomp-profile-type: {{ $v.dapr.sidecarSeccompProfile | quote }}
 dapr.io/sidecar-cpu-request: {{ .app.sidecarResources.cpuRequest | quote }}
