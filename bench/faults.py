@@ -142,6 +142,9 @@ def plan(short: bool) -> list[Scenario]:
         Scenario("gw-app-kill", "kill -9 gateway app (daprd stays), back after "
                  f"{down:.0f} s", kill_parts(gw, ["app"], down), rate=20, prefer=0,
                  after_s=after, notes="users on the other gateway; in-flight events fail over"),
+        Scenario("gw-app-crash", "kill -9 gateway app (daprd stays), restarted after 0.5 s as "
+                 "the run command's supervisor does", kill_parts(gw, ["app"], 0.5), rate=20,
+                 prefer=0, after_s=after, notes="users on the other gateway"),
         Scenario("gw-daprd-kill", f"kill -9 gateway daprd (app stays), back after {down:.0f} s",
                  kill_parts(gw, ["daprd"], down), after_s=after),
         Scenario("gw-kill", f"kill -9 gateway app + daprd, back after {down:.0f} s",
