@@ -20,6 +20,7 @@ from dapr.actor.runtime.runtime import ActorRuntime
 from dapr.clients.exceptions import DaprInternalError
 
 from actors import metrics
+from vocab.asgi_io import read_body, reply
 from vocab.dapr_trust import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("actors.dispatch")
@@ -36,17 +37,6 @@ def actor_call(path: str) -> tuple[str, str, str] | None:
     if len(parts) != 6 or parts[1] != "actors" or parts[4] != "method" or not all(parts[2:]):
         return None
     return parts[2], parts[3], parts[5]
-
-
-async def _body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise ConnectionError("daprd went away mid-request")
-        chunks.append(msg.get("body", b""))
-        if not msg.get("more_body"):
-            return b"".join(chunks)
 
 
 class ActorFastPath:
@@ -67,24 +57,18 @@ class ActorFastPath:
                 reentrancy = value.decode("latin-1")
         t0 = time.perf_counter()
         try:
-            body = await _body(receive)
+            body = await read_body(receive)
             result = await ActorRuntime.dispatch(actor_type, actor_id, method, body, reentrancy)
         except DaprInternalError as ex:
             metrics.turn(actor_type, method, False, time.perf_counter() - t0)
             safe = ex.as_json_safe_dict()  # type: ignore[no-untyped-call]
-            await _reply(send, 500, json.dumps(safe).encode(), _ERR_HEADERS)
+            await reply(send, 500, json.dumps(safe).encode(), _ERR_HEADERS)
             return
         except Exception as ex:  # the SDK's route answers every failure with a 500, so do we
             metrics.turn(actor_type, method, False, time.perf_counter() - t0)
             log.warning("%s/%s.%s failed: %r", actor_type, actor_id, method, ex)
             err = {"message": repr(ex), "errorCode": "UNKNOWN"}
-            await _reply(send, 500, json.dumps(err).encode(), _ERR_HEADERS)
+            await reply(send, 500, json.dumps(err).encode(), _ERR_HEADERS)
             return
         metrics.turn(actor_type, method, True, time.perf_counter() - t0)
-        await _reply(send, 200, result, _OK_HEADERS)
-
-
-async def _reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+        await reply(send, 200, result, _OK_HEADERS)

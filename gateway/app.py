@@ -1,9 +1,7 @@
 """The gateway FastAPI app: public transports plus Dapr callback routes behind the token check."""
 
 import asyncio
-import json
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,13 +20,8 @@ from gateway.context import Context
 from gateway.forwards import ForwardBatch
 from gateway.peers import FORWARD_PATH
 from gateway.sessions import SessionsPort
-from gateway.topic_schema import (
-    InvalidEvent,
-    TaskEvent,
-    TopicLimits,
-    parse_topic_body,
-    parse_topic_message,
-)
+from gateway.topic_ingest import TopicFastPath, TopicIngest
+from gateway.topic_schema import TopicLimits
 from gateway.transport_sse import sse_endpoint, sse_post
 from gateway.transport_ws import websocket_endpoint
 from vocab import logsetup
@@ -46,7 +39,6 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     ctx = Context.build(settings, auth or AuthConfig.from_env(), sessions)
-    topic_limits = TopicLimits()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +62,9 @@ def create_app(
     app = FastAPI(title="tasksync gateway", lifespan=lifespan)
     app.state.ctx = ctx
     metrics.bind(ctx)
+    # daprd's topic deliveries skip FastAPI's routing (gateway/topic_ingest.py); added first, so
+    # the token check below runs before it.
+    app.add_middleware(TopicFastPath, ingest=TopicIngest(ctx.fanout, TopicLimits()))
     # Dapr callback routes: only daprd holds APP_API_TOKEN. Browsers can't inject events.
     app.add_middleware(DaprTokenMiddleware, protected_prefixes=("/dapr/", "/internal/"))
     if settings.allowed_origins:
@@ -110,61 +105,6 @@ def create_app(
         # task-updates is declared in components/subscription.yaml; forwards between replicas
         # go straight from app to app (gateway/peers.py), so nothing else is subscribed.
         return []
-
-    @app.post("/internal/dapr/task-updates")
-    async def task_updates(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        body = _parse_envelope(raw)
-        if isinstance(body, dict) and isinstance(body.get("entries"), list):
-            return {"statuses": await _bulk(body["entries"])}
-        try:
-            ev = parse_topic_body(raw, topic_limits)
-        except InvalidEvent as e:
-            # DROP sends it to the dead-letter topic; never retried, never blocks the rest.
-            log.warning("dropping task-updates message to dead-letter: reason=%s %s", e.reason, e)
-            metrics.DROPPED.labels(e.reason).inc()
-            return {"status": "DROP"}
-        metrics.UNSTAMPED.inc(ev.published_at is None)
-        try:
-            await ctx.fanout.handle(ev)
-        except ActorUnavailable as e:
-            log.warning("event %s: transient failure, asking Dapr to retry: %s", ev.event.id, e,
-                        extra={"event": ev.event.id})
-            metrics.RETRIED.inc()
-            return {"status": "RETRY"}
-        return {"status": "SUCCESS"}
-
-    async def _bulk(entries: list[Any]) -> list[dict[str, str]]:
-        """Bulk subscribe: one status per entry. Invalid entries are DROPped alone; the valid
-        ones go to the fan-out as one batch."""
-        statuses: list[dict[str, str]] = []
-        batch: list[tuple[str, TaskEvent]] = []
-        for entry in entries:
-            entry_id = entry.get("entryId") if isinstance(entry, dict) else None
-            if not isinstance(entry_id, str):
-                continue  # unanswerable; daprd retries entries it gets no status for
-            try:
-                event = entry.get("event")
-                if isinstance(event, str | bytes):
-                    ev = parse_topic_body(
-                        event.encode() if isinstance(event, str) else event, topic_limits
-                    )
-                else:
-                    ev = parse_topic_message(event, _json_size(event), topic_limits)
-            except InvalidEvent as e:
-                log.warning("dropping task-updates message to dead-letter: reason=%s %s",
-                            e.reason, e)
-                metrics.DROPPED.labels(e.reason).inc()
-                statuses.append({"entryId": entry_id, "status": "DROP"})
-                continue
-            metrics.UNSTAMPED.inc(ev.published_at is None)
-            batch.append((entry_id, ev))
-        # A bug raises (counted and logged by the fan-out): the 500 makes daprd retry the batch.
-        results = await ctx.fanout.ingest_batch([ev for _, ev in batch])
-        for (entry_id, _), ok in zip(batch, results, strict=True):
-            statuses.append({"entryId": entry_id, "status": "SUCCESS" if ok else "RETRY"})
-        metrics.RETRIED.inc(results.count(False))
-        return statuses
 
     @app.post(FORWARD_PATH)
     async def forward(request: Request) -> Response:
@@ -233,38 +173,6 @@ def create_app(
         return FileResponse(path, media_type="text/javascript")
 
     return app
-
-
-# daprd's JSON decoder accepts nesting up to 10,000 levels, so a bulk envelope may carry an event
-# that deep; Python's default limit of 1,000 would fail the whole batch. Re-parse such a body with
-# a limit above daprd's (the C stack easily holds it) so the deep entry alone is refused.
-_DEEP_LIMIT = 12_000
-
-
-def _parse_envelope(raw: bytes) -> Any:
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        old = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(old, _DEEP_LIMIT))
-        try:
-            return json.loads(raw)
-        except (ValueError, RecursionError):
-            return None
-        finally:
-            sys.setrecursionlimit(old)
-    except ValueError:
-        return None
-
-
-def _json_size(value: Any) -> int:
-    """Serialized size of an already parsed entry; too deep to serialize = too deep to accept."""
-    try:
-        return len(json.dumps(value, separators=(",", ":")))
-    except RecursionError:
-        raise InvalidEvent("too_deep", "event nests too deep") from None
 
 
 def configure_logging(settings: Settings) -> None:

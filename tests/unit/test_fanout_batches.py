@@ -314,15 +314,19 @@ async def test_messages_delivered_one_per_request_reach_the_actors_in_batches(
     assert [(f["seq"], f["id"]) for f in frames(a)] == [(n, f"e{n}") for n in range(1, 6)]
 
 
-async def test_a_bug_in_a_coalesced_batch_fails_every_message_and_is_counted_once(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fan = cluster.fanouts["gw-a"]
-
+def break_fan_out(fan: Fanout, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch fails with a bug (not a transient failure)."""
     async def broken(batch: Any) -> list[bool]:
         raise KeyError("a bug")
 
     monkeypatch.setattr(fan, "handle_batch", broken)
+
+
+async def test_a_bug_in_a_coalesced_batch_fails_every_message_and_is_counted_once(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fan = cluster.fanouts["gw-a"]
+    break_fan_out(fan, monkeypatch)
     results = await asyncio.gather(*(fan.handle(ev(n, "zed")) for n in range(3)),
                                    return_exceptions=True)
     assert all(isinstance(r, KeyError) for r in results)
