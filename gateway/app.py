@@ -1,6 +1,7 @@
 """The gateway FastAPI app: public transports plus Dapr callback routes behind the token check."""
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,11 +21,12 @@ from gateway.context import Context
 from gateway.forwards import ForwardBatch
 from gateway.peers import FORWARD_PATH
 from gateway.sessions import SessionsPort
-from gateway.topic_ingest import TopicFastPath, TopicIngest
+from gateway.topic_ingest import TOPIC_PATH, TopicIngest
 from gateway.topic_schema import TopicLimits
 from gateway.transport_sse import sse_endpoint, sse_post
 from gateway.transport_ws import websocket_endpoint
 from vocab import logsetup
+from vocab.asgi_io import PostRoutes
 from vocab.dapr_trust import DaprTokenMiddleware
 from vocab.scrape import MetricsEndpoint
 
@@ -62,9 +64,21 @@ def create_app(
     app = FastAPI(title="tasksync gateway", lifespan=lifespan)
     app.state.ctx = ctx
     metrics.bind(ctx)
-    # daprd's topic deliveries skip FastAPI's routing (gateway/topic_ingest.py); added first, so
-    # the token check below runs before it.
-    app.add_middleware(TopicFastPath, ingest=TopicIngest(ctx.fanout, TopicLimits()))
+    async def forward(raw: bytes) -> tuple[int, bytes]:
+        """A batch another replica forwards (token-checked like every /internal/ route)."""
+        try:
+            batch = ForwardBatch.from_wire(unpack(raw))
+        except (ValueError, TypeError) as e:
+            log.warning("refusing malformed forward batch: %r", e)
+            return 400, json.dumps({"error": "bad_batch", "message": str(e)[:200]}).encode()
+        ctx.fanout.receive_forward(batch)
+        metrics.FORWARDS_IN.inc(len(batch.items))
+        return 200, b""
+
+    # The two routes that run per event skip FastAPI's routing (vocab/asgi_io.py); added first,
+    # so the token check below runs before them.
+    app.add_middleware(PostRoutes, routes={
+        TOPIC_PATH: TopicIngest(ctx.fanout, TopicLimits()).http, FORWARD_PATH: forward})
     # Dapr callback routes: only daprd holds APP_API_TOKEN. Browsers can't inject events.
     app.add_middleware(DaprTokenMiddleware, protected_prefixes=("/dapr/", "/internal/"))
     if settings.allowed_origins:
@@ -105,18 +119,6 @@ def create_app(
         # task-updates is declared in components/subscription.yaml; forwards between replicas
         # go straight from app to app (gateway/peers.py), so nothing else is subscribed.
         return []
-
-    @app.post(FORWARD_PATH)
-    async def forward(request: Request) -> Response:
-        """A batch another replica forwards (token-checked like every /internal/ route)."""
-        try:
-            batch = ForwardBatch.from_wire(unpack(await request.body()))
-        except (ValueError, TypeError) as e:
-            log.warning("refusing malformed forward batch: %r", e)
-            return JSONResponse({"error": "bad_batch", "message": str(e)[:200]}, status_code=400)
-        ctx.fanout.receive_forward(batch)
-        metrics.FORWARDS_IN.inc(len(batch.items))
-        return Response(status_code=200)
 
     @app.get("/internal/stats")
     async def stats() -> dict[str, Any]:

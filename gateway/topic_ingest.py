@@ -1,10 +1,8 @@
-"""`POST /internal/dapr/task-updates`: daprd's deliveries of the topic, answered without FastAPI.
+"""`POST /internal/dapr/task-updates`: daprd's deliveries of the topic.
 
 daprd posts one message per request (components/subscription.yaml says why not bulk), so this
-route runs once per event. Through FastAPI it crossed the router, dependency solving and a
-Response object: about 36% of the gateway app's CPU at 400 events/s (py-spy, docs/benchmarks.md,
-step 3), against 9% for the handler itself. This thin ASGI layer serves just that route and
-hands everything else to the app. It must sit inside DaprTokenMiddleware: only daprd reaches it.
+route runs once per event; it is served past FastAPI's routing (vocab/asgi_io.PostRoutes,
+inside the token check: only daprd reaches it).
 
 Answers: one message -> {"status": SUCCESS | RETRY | DROP}; a bulk envelope (the chart can
 still enable bulk subscribe, e.g. with Kafka) -> {"statuses": [{"entryId", "status"}...]}.
@@ -27,13 +25,10 @@ from gateway.topic_schema import (
     parse_topic_body,
     parse_topic_message,
 )
-from vocab.asgi_io import read_body, reply
-from vocab.dapr_trust import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("gateway")
 
 TOPIC_PATH = "/internal/dapr/task-updates"
-_JSON = [(b"content-type", b"application/json")]
 
 # daprd's JSON decoder accepts nesting up to 10,000 levels, so a bulk envelope may carry an event
 # that deep; Python's default limit of 1,000 would fail the whole batch. Re-parse such a body with
@@ -47,6 +42,10 @@ class TopicIngest:
     def __init__(self, fanout: Fanout, limits: TopicLimits) -> None:
         self.fanout = fanout
         self.limits = limits
+
+    async def http(self, raw: bytes) -> tuple[int, bytes]:
+        """The route: a bug raises (PostRoutes answers 500, daprd retries)."""
+        return 200, json.dumps(await self.answer(raw), separators=(",", ":")).encode()
 
     async def answer(self, raw: bytes) -> dict[str, Any]:
         body = _parse_envelope(raw)
@@ -97,29 +96,6 @@ class TopicIngest:
             statuses.append({"entryId": entry_id, "status": "SUCCESS" if ok else "RETRY"})
         metrics.RETRIED.inc(results.count(False))
         return statuses
-
-
-class TopicFastPath:
-    """ASGI: the topic route straight to TopicIngest; every other request to `app`."""
-
-    def __init__(self, app: ASGIApp, ingest: TopicIngest) -> None:
-        self.app = app
-        self.ingest = ingest
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != TOPIC_PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        try:
-            raw = await read_body(receive)
-        except ConnectionError:
-            return  # daprd went away; it redelivers what it did not get an answer for
-        try:
-            answer = await self.ingest.answer(raw)
-        except Exception:  # a bug (already logged and counted): daprd retries on a 500
-            await reply(send, 500, b'{"error":"internal"}', _JSON)
-            return
-        await reply(send, 200, json.dumps(answer, separators=(",", ":")).encode(), _JSON)
 
 
 def _dropped(e: InvalidEvent) -> None:

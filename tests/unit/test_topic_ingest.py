@@ -1,6 +1,6 @@
-"""The topic route without FastAPI (gateway/topic_ingest.py), driven at the ASGI level against the
-in-memory sessions backend: a status per message, a status per bulk entry, a 500 for a bug, and
-every other request handed to the app untouched."""
+"""The topic route (gateway/topic_ingest.py) behind PostRoutes (vocab/asgi_io.py), driven at the
+ASGI level against the in-memory sessions backend: a status per message, a status per bulk entry,
+a 500 for a bug, and every other request handed to the app untouched."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from gateway.topic_ingest import TOPIC_PATH, TopicFastPath, TopicIngest
+from gateway.topic_ingest import TOPIC_PATH, TopicIngest
 from gateway.topic_schema import TopicLimits
 from tests.unit.test_fanout_batches import Cluster, break_fan_out, frames
 from tests.unit.test_hostile_topic import cloudevent
+from vocab.asgi_io import PostRoutes
 
 
 def message(n: int, user: str) -> bytes:
@@ -31,7 +32,7 @@ class Inner:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def post(app: TopicFastPath, body: bytes, path: str = TOPIC_PATH,
+async def post(app: PostRoutes, body: bytes, path: str = TOPIC_PATH,
                method: str = "POST") -> tuple[int, Any]:
     sent: list[dict[str, Any]] = []
     chunks = [body[:7], body[7:]]  # a body in two parts, as a server may hand it over
@@ -55,8 +56,9 @@ async def cluster() -> Cluster:
     return c
 
 
-def fast_path(cluster: Cluster, inner: Inner | None = None) -> TopicFastPath:
-    return TopicFastPath(inner or Inner(), TopicIngest(cluster.fanouts["gw-a"], TopicLimits()))
+def fast_path(cluster: Cluster, inner: Inner | None = None) -> PostRoutes:
+    ingest = TopicIngest(cluster.fanouts["gw-a"], TopicLimits())
+    return PostRoutes(inner or Inner(), {TOPIC_PATH: ingest.http})
 
 
 async def test_messages_are_answered_one_status_each_and_reach_the_user(cluster: Cluster) -> None:

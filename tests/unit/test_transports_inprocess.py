@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from actors.session_core import IncomingEvent
+from actors.session_core import EventRecord, IncomingEvent
+from actors.wire import pack
 from gateway.app import create_app
 from gateway.auth import AuthConfig, mint_hs256
 from gateway.config import Settings
+from gateway.forwards import ForwardBatch, ForwardItem
+from gateway.peers import FORWARD_PATH
 from gateway.sessions_memory import MemorySessions, World
 from gateway.topic_schema import TaskEvent
 
@@ -155,3 +158,24 @@ def test_sse_stream_and_its_posts(client: TestClient) -> None:
         assert r.status_code in (200, 202, 204)
         other = client.post(f"/sse/{conn_id}/ack", json={"seq": 1}, headers=auth("eve"))
         assert other.status_code == 404  # another user's connection does not exist for them
+
+
+def test_a_forwarded_batch_reaches_the_socket_and_a_malformed_one_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /internal/forward (served past FastAPI's routing, behind the token check)."""
+    monkeypatch.setenv("APP_API_TOKEN", "t0k")
+    settings = Settings(replica_id="gw-a", advertise_url="mem://gw-a", tail_check_s=0)
+    app = create_app(settings, AuthConfig(hs_secret=SECRET), MemorySessions("gw-a", world))
+    token = {"dapr-api-token": "t0k"}
+    with TestClient(app) as c, c.websocket_connect("/ws?device=d1", headers=auth("fay")) as ws:
+        welcome = ws.receive_json()
+        conn = next(iter(c.app.state.ctx.hub.conns))  # type: ignore[attr-defined]
+        record = EventRecord(1, "fw1", "task_updated", {"id": 1}, None, None, 0)
+        item = ForwardItem("fay", [conn], welcome["epoch"], record)
+        body = pack(ForwardBatch("gw-b", [item]).to_wire())
+        assert c.post(FORWARD_PATH, content=body).status_code == 403  # no token
+        assert c.post(FORWARD_PATH, content=body, headers=token).status_code == 200
+        assert next_event(ws)["id"] == "fw1"
+        bad = c.post(FORWARD_PATH, content=b"\xc1not msgpack", headers=token)
+        assert bad.status_code == 400 and bad.json()["error"] == "bad_batch"
