@@ -60,6 +60,9 @@ MUST_FAIL: dict[str, tuple[list[str], str]] = {
     "unknown broker": (["--set", "pubsub.broker=nats"], "pubsub.broker must be"),
     "bulk with redis and app health checks": (
         ["--set", "subscription.bulk.enabled=true"], "daprd stops consuming"),
+    "bulk with redis and gateway-only health checks": (
+        ["--set", "subscription.bulk.enabled=true", "--set", "dapr.appHealth.enabled=false",
+         "--set", "gateway.appHealth.enabled=true"], "daprd stops consuming"),
     "sessions grace below preStop": (
         ["--set", "sessions.terminationGracePeriodSeconds=12"], "sessions.terminationGrace"),
     "untemplated kafka auth": (
@@ -438,7 +441,8 @@ def iter_contract(objs: list[dict[str, Any]], scenario: str, values: dict[str, A
         assert sub["spec"]["pubsubname"] == "pubsub" and sub["spec"]["topic"] == "task-updates"
         assert sub["spec"]["routes"]["default"] == "/internal/dapr/task-updates"
         assert sub["spec"]["deadLetterTopic"], "dead-letter topic"
-        if values["pubsub"]["broker"] == "redis" and values["dapr"]["appHealth"]["enabled"]:
+        gateway_health = {**values["dapr"]["appHealth"], **values["gateway"].get("appHealth", {})}
+        if values["pubsub"]["broker"] == "redis" and gateway_health["enabled"]:
             assert "bulkSubscribe" not in sub["spec"], (
                 "bulk subscribe with Redis + app health checks leaks daprd's workers")
         res = by_kind(objs, "Resiliency")

@@ -52,8 +52,10 @@ class Outbox(Generic[T, R]):
         self._in_flight = False
         exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
         results = task.result() if exc is None else []
-        if exc is None and len(results) != len(futures):
-            exc = RuntimeError(f"send answered {len(results)} results for {len(futures)} items")
+        if exc is None and (not isinstance(results, Sequence) or len(results) != len(futures)):
+            # Never leave a waiter hanging on a send that broke its contract.
+            got = len(results) if isinstance(results, Sequence) else repr(results)[:40]
+            exc = RuntimeError(f"send answered {got} results for {len(futures)} items")
         for i, fut in enumerate(futures):
             if fut.done():
                 continue

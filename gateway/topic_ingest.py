@@ -49,7 +49,10 @@ class TopicIngest:
 
     async def answer(self, raw: bytes) -> dict[str, Any]:
         body = _parse_envelope(raw)
-        if isinstance(body, dict) and isinstance(body.get("entries"), list):
+        # daprd's bulk envelope has `entries` and is no CloudEvent; a CloudEvent that carries an
+        # `entries` extension is one message (validated, and DROPped if it is not a task event).
+        if (isinstance(body, dict) and isinstance(body.get("entries"), list)
+                and "specversion" not in body):
             return {"statuses": await self._bulk(body["entries"])}
         try:
             ev = parse_topic_body(raw, self.limits)

@@ -71,3 +71,12 @@ async def test_a_send_that_answers_the_wrong_number_of_results_fails_its_items()
     for fut in (a, b):
         with pytest.raises(RuntimeError, match="1 results for 2 items"):
             await fut
+
+
+async def test_a_send_that_answers_no_sequence_fails_its_items_instead_of_hanging() -> None:
+    async def send(items: list[int]) -> list[bool]:
+        return None  # type: ignore[return-value]  # e.g. a sender ported from the old contract
+
+    box = Outbox[int, bool](send)
+    with pytest.raises(RuntimeError, match="None results for 1 items"):
+        await asyncio.wait_for(box.add(1), 5)

@@ -106,3 +106,15 @@ async def test_other_requests_go_to_the_app(cluster: Cluster, path: str, method:
     inner = Inner()
     assert (await post(fast_path(cluster, inner), b"", path, method))[0] == 404
     assert inner.paths == [path]
+
+
+async def test_a_cloudevent_with_an_entries_field_is_one_message_not_a_bulk_envelope(
+    cluster: Cluster,
+) -> None:
+    conn = await cluster.connect("gw-a", "ann")
+    frames(conn)
+    ce = json.loads(message(7, "ann"))
+    app = fast_path(cluster)
+    assert await post(app, json.dumps({**ce, "entries": []}).encode()) == (
+        200, {"status": "SUCCESS"})
+    assert [f["id"] for f in frames(conn)] == ["m7"]
