@@ -3,7 +3,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, ev, bev, openWs } from "./fakes.js";
+import { setup, ev, bev, openWs, recordEvents } from "./fakes.js";
 
 test("the client asks for batches on every connect", async () => {
   const env = setup();
@@ -14,8 +14,7 @@ test("the client asks for batches on every connect", async () => {
 
 test("a batch is its frames in order, deduped like single frames", async () => {
   const env = setup();
-  const got = [];
-  env.client.on("*", (e) => got.push("bseq" in e ? `b${e.bseq}` : `u${e.seq}`));
+  const got = recordEvents(env);
   env.client.connect();
   const ws = await openWs(env, 0, { bepoch: "B1", bseq: 0 });
   ws.receive({ type: "batch", frames: [ev(1), bev(1), ev(2), ev(2), { type: "batch", frames: [ev(9)] }, null, ev(3)] });

@@ -4,7 +4,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, settle, welcome, ev, bev, openWs, MemoryStorage } from "./fakes.js";
+import { setup, settle, welcome, ev, bev, openWs, failWs, openSse, recordEvents, MemoryStorage } from "./fakes.js";
 import { PositionTracker, formatResumePoint } from "../src/position.js";
 
 const B = { bepoch: "B1", bseq: 10 };
@@ -12,9 +12,8 @@ const B = { bepoch: "B1", bseq: 10 };
 test("broadcast frames go to the same handlers by type and '*', deduped by bseq", async () => {
   const env = setup();
   const created = [];
-  const all = [];
   env.client.on("task_created", (e) => created.push(e));
-  env.client.on("*", (e) => all.push("bseq" in e ? `b${e.bseq}` : `u${e.seq}`));
+  const all = recordEvents(env);
   env.client.connect();
   const ws = await openWs(env, 0, B);
   assert.deepEqual(env.client.broadcastPosition, { epoch: "B1", seq: 10 });
@@ -28,8 +27,7 @@ test("broadcast frames go to the same handlers by type and '*', deduped by bseq"
 
 test("user seqs and broadcast bseqs are deduped independently", async () => {
   const env = setup();
-  const got = [];
-  env.client.on("*", (e) => got.push("bseq" in e ? `b${e.bseq}` : `u${e.seq}`));
+  const got = recordEvents(env);
   env.client.connect();
   const ws = await openWs(env, 2, { bepoch: "B1", bseq: 2 });
   ws.receive(ev(3));
@@ -119,8 +117,7 @@ test("resync_required with stream broadcast moves only the broadcast position (e
   const env = setup();
   const seen = [];
   env.client.onResync((f) => seen.push([f.stream, f.reason, env.client.broadcastPosition]));
-  const got = [];
-  env.client.on("*", (e) => got.push("bseq" in e ? `b${e.bseq}` : `u${e.seq}`));
+  const got = recordEvents(env);
   env.client.connect();
   const ws = await openWs(env, 3, { bepoch: "B1", bseq: 40 });
   ws.receive(ev(4));
@@ -164,8 +161,7 @@ test("an async broadcast resync holds later frames; a failed one keeps the broad
   const env = setup();
   let finish;
   env.client.onResync(() => new Promise((r) => { finish = r; }));
-  const got = [];
-  env.client.on("*", (e) => got.push("bseq" in e ? `b${e.bseq}` : `u${e.seq}`));
+  const got = recordEvents(env);
   env.client.connect();
   const ws = await openWs(env, 0, B);
   ws.receive({ type: "resync_required", epoch: "B2", seq: 5, reason: "epoch_changed", stream: "broadcast" });
@@ -209,12 +205,8 @@ test("reconnect URL carries since=epoch:seq,bepoch:bseq (WebSocket)", async () =
 test("reconnect URL carries since=epoch:seq,bepoch:bseq (SSE), and so does the WebSocket probe", async () => {
   const env = setup({ transports: ["websocket", "sse"], wsFailuresBeforeFallback: 1, retryWebSocketAfterMs: 60000 });
   env.client.connect();
-  await settle();
-  env.lastWs().fail();
-  await env.clock.advance(env.states.at(-1)[1].delayMs);
-  const es = env.lastEs();
-  es.open();
-  es.receive(welcome(0, { conn_id: "c-9", ...B }), "E1:0,B1:10");
+  await failWs(env, 1);
+  const es = await openSse(env, 0, B); // SSE id E1:0,B1:10
   es.receive(ev(1), "E1:1,B1:10");
   es.receive(bev(11), "E1:1,B1:11");
   await env.clock.advance(60000);
@@ -230,12 +222,8 @@ test("probe switch-over: broadcasts the two links overlap on are handled once", 
   const got = [];
   env.client.on("*", (e) => got.push(e.bseq));
   env.client.connect();
-  await settle();
-  env.lastWs().fail();
-  await env.clock.advance(env.states.at(-1)[1].delayMs);
-  const es = env.lastEs();
-  es.open();
-  es.receive(welcome(0, { conn_id: "c-9", ...B }));
+  await failWs(env, 1);
+  const es = await openSse(env, 0, B);
   es.receive(bev(11));
   await env.clock.advance(1000);
   const ws = env.lastWs();

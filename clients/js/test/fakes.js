@@ -231,3 +231,30 @@ export async function openWs(env, seq = 0, extra = {}) {
   ws.receive(welcome(seq, extra));
   return ws;
 }
+
+/** Fail `n` WebSocket attempts (never opened), advancing through each backoff delay. */
+export async function failWs(env, n) {
+  for (let i = 0; i < n; i++) {
+    await settle();
+    env.lastWs().fail();
+    await env.clock.advance(env.states.at(-1)[1].delayMs);
+  }
+}
+
+/** Open the client's latest EventSource and answer with a welcome at `seq` (SSE id: the resume
+ * point of the welcome, with the broadcast stream's when `extra` has one). */
+export async function openSse(env, seq = 0, extra = {}) {
+  await settle();
+  const es = env.lastEs();
+  es.open();
+  const id = `E1:${seq}` + ("bepoch" in extra ? `,${extra.bepoch}:${extra.bseq}` : "");
+  es.receive(welcome(seq, { conn_id: "c-9", ...extra }), id);
+  return es;
+}
+
+/** Every event the client emits, as "u<seq>" (user stream) or "b<bseq>" (broadcasts). */
+export function recordEvents(env) {
+  const got = [];
+  env.client.on("*", (e) => got.push("bseq" in e ? `b${e.bseq}` : `u${e.seq}`));
+  return got;
+}

@@ -1,23 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { setup, settle, welcome, ev } from "./fakes.js";
-
-/** Fail `n` WebSocket attempts (never opened), advancing through each backoff delay. */
-async function failWs(env, n) {
-  for (let i = 0; i < n; i++) {
-    await settle();
-    env.lastWs().fail();
-    await env.clock.advance(env.states.at(-1)[1].delayMs);
-  }
-}
-
-async function openSse(env, seq = 0, extra = {}) {
-  await settle();
-  const es = env.lastEs();
-  es.open();
-  es.receive(welcome(seq, { conn_id: "c-9", ...extra }), `E1:${seq}`);
-  return es;
-}
+import { setup, settle, welcome, ev, failWs, openSse } from "./fakes.js";
 
 test("falls back to SSE after wsFailuresBeforeFallback WebSocket failures", async () => {
   const env = setup({ wsFailuresBeforeFallback: 3 });
