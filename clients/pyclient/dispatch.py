@@ -20,7 +20,7 @@ from clients.pyclient import closecodes as cc
 from clients.pyclient.backoff import Backoff
 from clients.pyclient.handlers import EventStream, Registry, call
 from clients.pyclient.links import Encoding, Frame, SseLink, TransportName, WsLink
-from clients.pyclient.position import AckCoalescer, PositionTracker
+from clients.pyclient.position import AckCoalescer, PositionTracker, StreamPosition
 from vocab.events import EVENT_TYPES
 
 log = logging.getLogger("clients.pyclient")
@@ -165,10 +165,10 @@ class Dispatcher:
         hb = f.get("heartbeat")
         ok_hb = isinstance(hb, int | float) and not isinstance(hb, bool) and hb > 0
         conn.heartbeat = float(hb) if ok_hb and hb is not None else None
-        self._tracker.welcome(epoch, seq)
+        self._tracker.user.welcome(epoch, seq)
         bepoch, bseq = f.get("bepoch"), f.get("bseq")
         if isinstance(bepoch, str) and is_seq(bseq):
-            self._tracker.bwelcome(bepoch, bseq)
+            self._tracker.broadcast.welcome(bepoch, bseq)
         self._backoff.reset()
         self._immediate_used = False
         if conn.link.kind == "websocket":
@@ -190,27 +190,26 @@ class Dispatcher:
 
     async def _on_event(self, f: Frame) -> None:
         seq: int = f["seq"]
-        if not self._tracker.is_new(seq):
-            return  # duplicate (replay overlap after a transport switch): already processed
-        for h in self._handlers.get(f["type"], "*"):
-            await call(h, f)
-        if self._stream is not None:
-            await self._stream.put(f)
-        self._tracker.processed(seq)
-        self._acks.note(seq)
-        self._ack_wake.set()
+        if await self._handle(f, self._tracker.user, seq):
+            self._acks.note(seq)
+            self._ack_wake.set()
 
     async def _on_broadcast(self, f: Frame) -> None:
         """An event of the shared broadcast stream: the same handlers, deduped by bseq, never
         acked (the server keeps no device cursor for broadcasts)."""
-        bseq: int = f["bseq"]
-        if not self._tracker.is_new_broadcast(bseq):
-            return
+        await self._handle(f, self._tracker.broadcast, f["bseq"])
+
+    async def _handle(self, f: Frame, stream: StreamPosition, seq: int) -> bool:
+        """Run the handlers for a new event of `stream`; False for a duplicate (replay overlap
+        after a transport switch: already processed). The position moves only after them."""
+        if not stream.is_new(seq):
+            return False
         for h in self._handlers.get(f["type"], "*"):
             await call(h, f)
         if self._stream is not None:
             await self._stream.put(f)
-        self._tracker.processed_broadcast(bseq)
+        stream.processed(seq)
+        return True
 
     async def _on_resync(self, conn: Conn, f: Frame) -> Ended | None:
         epoch, seq = f.get("epoch"), f.get("seq")
@@ -221,9 +220,9 @@ class Dispatcher:
             # Keep the old position: the next connection gets resync_required again.
             return Ended(conn.link.kind, None, "resync_handler_failed", conn.welcomed, local=True)
         if f.get("stream") == "broadcast":
-            self._tracker.bresync(epoch, seq)  # acks stay the user stream's
+            self._tracker.broadcast.resync(epoch, seq)  # acks stay the user stream's
             return None
-        self._tracker.resync(epoch, seq)
+        self._tracker.user.resync(epoch, seq)
         self._acks.note(seq)
         self._ack_wake.set()
         return None

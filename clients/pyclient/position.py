@@ -4,39 +4,13 @@ from __future__ import annotations
 
 from vocab.position import Position, ResumePoint
 
-__all__ = ["Position", "PositionTracker", "ResumePoint"]
+__all__ = ["Position", "PositionTracker", "ResumePoint", "StreamPosition"]
 
-class PositionTracker:
-    """Two streams: the user's own (``position``, acked) and the shared broadcast stream
-    (``bposition``, never acked: the server keeps no per-device cursor for it)."""
+class StreamPosition:
+    """Where one stream stands: set by welcomes, advanced by processed events, reset by resync."""
 
-    def __init__(self, initial: ResumePoint | None = None) -> None:
-        self.position = initial.user if initial is not None else None
-        self.bposition = initial.broadcast if initial is not None else None
-
-    def resume_point(self) -> str | None:
-        """The `since` to resume from: ``epoch:seq`` or ``epoch:seq,bepoch:bseq``."""
-        if self.position is None:
-            return None
-        return str(ResumePoint(self.position, self.bposition))
-
-    def bwelcome(self, epoch: str, seq: int) -> None:
-        """The broadcast stream continues from epoch:seq (never backwards in one epoch)."""
-        p = self.bposition
-        if p is None or p.epoch != epoch or seq > p.seq:
-            self.bposition = Position(epoch, seq)
-
-    def is_new_broadcast(self, bseq: int) -> bool:
-        p = self.bposition
-        return p is None or bseq > p.seq
-
-    def processed_broadcast(self, bseq: int) -> None:
-        p = self.bposition
-        if p is not None and bseq > p.seq:
-            self.bposition = Position(p.epoch, bseq)
-
-    def bresync(self, epoch: str, seq: int) -> None:
-        self.bposition = Position(epoch, seq)
+    def __init__(self, position: Position | None = None) -> None:
+        self.position = position
 
     def welcome(self, epoch: str, seq: int) -> None:
         """The stream continues from epoch:seq. In the same epoch never move backwards: a
@@ -59,6 +33,29 @@ class PositionTracker:
     def resync(self, epoch: str, seq: int) -> None:
         """After the app reloaded its state: continue from exactly there, even backwards."""
         self.position = Position(epoch, seq)
+
+
+class PositionTracker:
+    """Two streams: the user's own (``user``, acked) and the shared broadcast stream
+    (``broadcast``, never acked: the server keeps no per-device cursor for it)."""
+
+    def __init__(self, initial: ResumePoint | None = None) -> None:
+        self.user = StreamPosition(initial.user if initial is not None else None)
+        self.broadcast = StreamPosition(initial.broadcast if initial is not None else None)
+
+    @property
+    def position(self) -> Position | None:
+        return self.user.position
+
+    @property
+    def bposition(self) -> Position | None:
+        return self.broadcast.position
+
+    def resume_point(self) -> str | None:
+        """The `since` to resume from: ``epoch:seq`` or ``epoch:seq,bepoch:bseq``."""
+        if self.position is None:
+            return None
+        return str(ResumePoint(self.position, self.bposition))
 
 
 class AckCoalescer:

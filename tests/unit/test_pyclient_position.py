@@ -60,15 +60,15 @@ def test_tracker(
     seen: list[bool] = []
     for op, args in steps:
         if op == "welcome":
-            t.welcome(*args)
+            t.user.welcome(*args)
         elif op == "resync":
-            t.resync(*args)
+            t.user.resync(*args)
         else:
             (seq,) = args
-            new = t.is_new(seq)
+            new = t.user.is_new(seq)
             seen.append(new)
             if new:
-                t.processed(seq)  # the client only advances after handlers ran
+                t.user.processed(seq)  # the client only advances after handlers ran
     assert str(t.position) == final
     assert seen == accepted
 
@@ -104,11 +104,12 @@ def test_tracker_two_streams(
     for op, args in steps:
         if op == "bevent":
             (bseq,) = args
-            seen.append(new := t.is_new_broadcast(bseq))
+            seen.append(new := t.broadcast.is_new(bseq))
             if new:
-                t.processed_broadcast(bseq)
-        else:
-            getattr(t, op)(*args)
+                t.broadcast.processed(bseq)
+        else:  # welcome / resync of the user stream, bwelcome / bresync of the broadcast one
+            stream = t.broadcast if op.startswith("b") else t.user
+            getattr(stream, op.removeprefix("b"))(*args)
     assert t.resume_point() == final
     assert seen == accepted
 
