@@ -11,21 +11,13 @@ CACHE_ROOT="${TASKSYNC_CACHE:-$HOME/.cache/tasksync}"
 OUT="$CACHE_ROOT/dapr-$DAPR_VERSION"
 STAMP="$OUT/.built"
 
+LOG_TAG=install-dapr
 source "$(dirname "$0")/go-module-source.sh"
-log() { printf '[install-dapr] %s\n' "$*" >&2; }
+exit_if_cached daprd placement scheduler
 
-if [[ -f "$STAMP" && -x "$OUT/daprd" && -x "$OUT/placement" && -x "$OUT/scheduler" ]]; then
-  log "cached: $OUT (Dapr $DAPR_VERSION)"
-  echo "$OUT"
-  exit 0
-fi
-
-command -v go >/dev/null || { log "go is not installed"; exit 1; }
 mkdir -p "$OUT"
 export CGO_ENABLED=0
 start=$(date +%s)
-
-log "downloading github.com/dapr/dapr@v$DAPR_VERSION from the Go module proxy"
 BUILD_DIR="$CACHE_ROOT/src/dapr-$DAPR_VERSION"
 go_module_source "github.com/dapr/dapr" "$DAPR_VERSION" "$BUILD_DIR"
 
@@ -34,9 +26,5 @@ log "building daprd, placement, scheduler (-tags stablecomponents); this takes m
     -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_VERSION \
     -X github.com/dapr/kit/logger.DaprVersion=$DAPR_VERSION" \
     -o "$OUT/" ./cmd/daprd ./cmd/placement ./cmd/scheduler )
-
-rm -rf "$BUILD_DIR"  # sources are re-downloadable; keep only the binaries
 "$OUT/daprd" --version >&2
-touch "$STAMP"
-log "built in $(( $(date +%s) - start ))s -> $OUT ($(du -sh "$OUT" | cut -f1))"
-echo "$OUT"
+mark_built "$BUILD_DIR" "$start"

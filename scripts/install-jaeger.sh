@@ -13,21 +13,13 @@ CACHE_ROOT="${TASKSYNC_CACHE:-$HOME/.cache/tasksync}"
 OUT="$CACHE_ROOT/jaeger-$JAEGER_VERSION"
 STAMP="$OUT/.built"
 
+LOG_TAG=install-jaeger
 source "$(dirname "$0")/go-module-source.sh"
-log() { printf '[install-jaeger] %s\n' "$*" >&2; }
+exit_if_cached jaeger
 
-if [[ -f "$STAMP" && -x "$OUT/jaeger" ]]; then
-  log "cached: $OUT (Jaeger module v$JAEGER_VERSION)"
-  echo "$OUT"
-  exit 0
-fi
-
-command -v go >/dev/null || { log "go is not installed"; exit 1; }
 mkdir -p "$OUT"
 export CGO_ENABLED=0
 start=$(date +%s)
-
-log "downloading github.com/jaegertracing/jaeger@v$JAEGER_VERSION from the Go module proxy"
 BUILD_DIR="$CACHE_ROOT/src/jaeger-$JAEGER_VERSION"
 go_module_source "github.com/jaegertracing/jaeger" "$JAEGER_VERSION" "$BUILD_DIR"
 
@@ -36,9 +28,5 @@ log "building cmd/jaeger; this takes several minutes on 2 cores"
 ( cd "$BUILD_DIR" && go build -trimpath -ldflags "-s -w \
     -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$JAEGER_VERSION" \
     -o "$OUT/jaeger" ./cmd/jaeger )
-
-rm -rf "$BUILD_DIR"  # sources are re-downloadable; keep only the binary
 "$OUT/jaeger" version >&2 || true
-touch "$STAMP"
-log "built in $(( $(date +%s) - start ))s -> $OUT ($(du -sh "$OUT" | cut -f1))"
-echo "$OUT"
+mark_built "$BUILD_DIR" "$start"
