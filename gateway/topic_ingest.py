@@ -48,14 +48,17 @@ class TopicIngest:
         return 200, json.dumps(await self.answer(raw), separators=(",", ":")).encode()
 
     async def answer(self, raw: bytes) -> dict[str, Any]:
-        body = _parse_envelope(raw)
+        body, plain = _parse_envelope(raw)
         # daprd's bulk envelope has `entries` and is no CloudEvent; a CloudEvent that carries an
         # `entries` extension is one message (validated, and DROPped if it is not a task event).
         if (isinstance(body, dict) and isinstance(body.get("entries"), list)
                 and "specversion" not in body):
             return {"statuses": await self._bulk(body["entries"])}
         try:
-            ev = parse_topic_body(raw, self.limits)
+            # Parsed once: the envelope above is validated as it is. A body that did not parse
+            # plainly goes to parse_topic_body only to learn why (size, depth or JSON).
+            ev = (parse_topic_message(body, len(raw), self.limits) if plain
+                  else parse_topic_body(raw, self.limits))
         except InvalidEvent as e:
             # DROP sends it to the dead-letter topic; never retried, never blocks the rest.
             _dropped(e)
@@ -106,22 +109,24 @@ def _dropped(e: InvalidEvent) -> None:
     metrics.DROPPED.labels(e.reason).inc()
 
 
-def _parse_envelope(raw: bytes) -> Any:
+def _parse_envelope(raw: bytes) -> tuple[Any, bool]:
+    """The parsed body (None if it is not JSON) and whether Python's default depth sufficed;
+    only a bulk envelope is worth the deep re-parse (single messages that deep are refused)."""
     if not raw:
-        return None
+        return None, False
     try:
-        return json.loads(raw)
+        return json.loads(raw), True
     except RecursionError:
         old = sys.getrecursionlimit()
         sys.setrecursionlimit(max(old, _DEEP_LIMIT))
         try:
-            return json.loads(raw)
+            return json.loads(raw), False
         except (ValueError, RecursionError):
-            return None
+            return None, False
         finally:
             sys.setrecursionlimit(old)
     except ValueError:
-        return None
+        return None, False
 
 
 def _json_size(value: Any) -> int:

@@ -13,7 +13,7 @@ import pytest
 from gateway.topic_ingest import TOPIC_PATH, TopicIngest
 from gateway.topic_schema import TopicLimits
 from tests.unit.test_fanout_batches import Cluster, break_fan_out, frames
-from tests.unit.test_hostile_topic import cloudevent
+from tests.unit.test_hostile_topic import HOSTILE, cloudevent
 from vocab.asgi_io import PostRoutes
 
 
@@ -118,3 +118,11 @@ async def test_a_cloudevent_with_an_entries_field_is_one_message_not_a_bulk_enve
     assert await post(app, json.dumps({**ce, "entries": []}).encode()) == (
         200, {"status": "SUCCESS"})
     assert [f["id"] for f in frames(conn)] == ["m7"]
+
+
+@pytest.mark.parametrize(("raw", "reason"), [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+async def test_every_hostile_body_is_dropped_by_the_route_for_its_reason(
+    cluster: Cluster, raw: bytes, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert await post(fast_path(cluster), raw) == (200, {"status": "DROP"})
+    assert f"reason={reason} " in caplog.text
