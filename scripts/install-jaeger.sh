@@ -28,5 +28,5 @@ log "building cmd/jaeger; this takes several minutes on 2 cores"
 ( cd "$BUILD_DIR" && go build -trimpath -ldflags "-s -w \
     -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$JAEGER_VERSION" \
     -o "$OUT/jaeger" ./cmd/jaeger )
-"$OUT/jaeger" version >&2 || true
+{ "$OUT/jaeger" version || true; echo; } >&2  # its JSON ends without a newline
 mark_built "$BUILD_DIR" "$start"
